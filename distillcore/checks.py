@@ -1,0 +1,81 @@
+"""Input validation shared by every public function of distillkit.
+
+Each check raises ``ValueError`` (or ``TypeError`` for a non-tensor) whose message names the argument
+and what is wrong with it, so bad input fails at the call that received it rather than deep inside
+a kernel.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+# A dimension given as None in an expected shape accepts any size.
+ShapeSpec = Sequence[int | None]
+
+
+def check_tensor(
+    x: torch.Tensor,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: ShapeSpec | None = None,
+    dtype: torch.dtype | Sequence[torch.dtype] | None = None,
+    floating: bool = False,
+    finite: bool = True,
+    nonempty: bool = True,
+) -> torch.Tensor:
+    """Checks ``x`` and returns it unchanged.
+
+    Args:
+        x: the tensor to check.
+        name: the argument's name, used in the error message.
+        ndim: required number of dimensions (one value or a set of allowed values).
+        shape: required shape; ``None`` entries match any size.
+        dtype: required dtype (one or several allowed).
+        floating: require a floating-point dtype.
+        finite: reject NaN and Inf (floating tensors only).
+        nonempty: reject tensors with zero elements.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.dim() not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {tuple(x.shape)}")
+    if shape is not None:
+        if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+            want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+            raise ValueError(f"{name} must have shape {want}, got {list(x.shape)}")
+    if dtype is not None:
+        allowed_dtypes = (dtype,) if isinstance(dtype, torch.dtype) else tuple(dtype)
+        if x.dtype not in allowed_dtypes:
+            raise ValueError(f"{name} must have dtype {' or '.join(map(str, allowed_dtypes))}, got {x.dtype}")
+    if floating and not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if nonempty and x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {list(x.shape)})")
+    if finite and x.is_floating_point() and x.numel() > 0 and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} has {bad} non-finite (NaN or Inf) values")
+    return x
+
+
+def check_same_size(dim_sizes: dict[str, int], what: str) -> int:
+    """Checks that several arguments agree on one size (e.g. the number of Gaussians) and returns it.
+
+    ``dim_sizes`` maps a description such as ``"means.shape[0]"`` to its size.
+    """
+    sizes = set(dim_sizes.values())
+    if len(sizes) > 1:
+        listing = ", ".join(f"{k}={v}" for k, v in dim_sizes.items())
+        raise ValueError(f"arguments disagree on {what}: {listing}")
+    return next(iter(sizes))
+
+
+def check_positive(value: float, name: str, *, strict: bool = True) -> float:
+    """Checks a scalar hyper-parameter is (strictly) positive and finite."""
+    v = float(value)
+    if not (v > 0 if strict else v >= 0) or v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite, got {value}")
+    return v

@@ -1,0 +1,21 @@
+"""`graphdistill` command line: VQGraph (GNN -> MLP) and Mirage (data-set distillation)."""
+from __future__ import annotations
+
+import sys
+
+from distillcore.cli import build_parser, run
+
+GROUPS = [
+    ("vqgraph", "graphdistill.vqgraph.cli", "train a GNN teacher + codebook and distil it into an MLP"),
+    ("predict", "graphdistill.vqgraph.predict_cli", "classify nodes from features with a saved MLP student"),
+    ("mirage", "graphdistill.mirage.cli", "distil a graph-classification data set into computation trees"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("graphdistill", GROUPS, "Graph distillation: GNN-to-MLP (VQGraph) and data sets (Mirage).")
+    return run(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
