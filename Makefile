@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test test-full install system-deps bench clean
 
 demo: $(STAMP)
-	$(BIN)/python -m distillkit_demo
+	$(BIN)/python tools/demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
