@@ -1,0 +1,187 @@
+"""Mirage benchmark: distillation CPU time, distilled size / compression, and GCN / GIN / GAT test
+accuracy and ROC-AUC when trained on (a) the full training set, (b) the Mirage set, (c) a random
+subset of the training graphs of the same byte size; plus tree-hashing throughput at depth 3 on a
+molecule set grown to about one million nodes.
+
+    python benchmarks/mirage.py            # 5 seeds, 20 epochs, solubility + nci-tpsa (all 4992 molecules)
+    python benchmarks/mirage.py --quick    # 2 seeds, fewer epochs, nci-tpsa cut to 1500 molecules
+
+Prints a paper-style table and writes benchmarks/results/mirage.json. Every finished training run
+is checkpointed into the JSON (atomically), so an interrupted run resumes where it stopped
+(``--fresh`` starts over). Model selection uses validation ROC-AUC only; the test metrics are read
+at the selected epoch. Runs with one torch thread (the machine is shared; CPU time is what is timed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch
+
+from graphdistill.data.graphs import SplitConfig, load_nci_tpsa, load_solubility
+from graphdistill.mirage import DistillConfig, ModelConfig, TrainConfig, distill, graphs_nbytes, hash_trees, train_gnn
+from graphdistill.mirage.labels import DiscretizeConfig, discretize
+from graphdistill.mirage.models import MODELS, FeatureSpec
+
+RESULTS = Path(__file__).resolve().parent / "results" / "mirage.json"
+REGIMES = ("full", "mirage", "random")
+HASH_NODES = 1_000_000
+HASH_DEPTH = 3
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def random_subset_of_bytes(graphs: list, nbytes: int, seed: int) -> list:
+    """Random training graphs (seeded) whose payload is as close as possible to ``nbytes``."""
+    order = np.random.default_rng(seed).permutation(len(graphs))
+    sizes = np.cumsum([graphs_nbytes([graphs[i]]) for i in order])
+    count = max(int(np.argmin(np.abs(sizes - nbytes))) + 1, 2)
+    return [graphs[i] for i in order[:count]]
+
+
+def hashing_throughput(graphs: list) -> dict:
+    """Depth-3 hashing speed (one thread) on the molecules replicated to about a million nodes."""
+    batch = Batch.from_data_list(graphs)
+    node_labels = discretize(batch.x, None, DiscretizeConfig()).labels
+    edge_labels = discretize(batch.edge_attr, None, DiscretizeConfig()).labels
+    copies = HASH_NODES // batch.num_nodes + 1
+    edge_index = torch.cat([batch.edge_index + c * batch.num_nodes for c in range(copies)], dim=1)
+    node_labels, edge_labels = node_labels.repeat(copies), edge_labels.repeat(copies)
+    hash_trees(node_labels[:10_000], edge_index[:, :0], None, 1)  # warm-up of torch's kernels
+    start = time.process_time()
+    tables = hash_trees(node_labels, edge_index, edge_labels, HASH_DEPTH)
+    seconds = time.process_time() - start
+    return {
+        "nodes": int(node_labels.numel()),
+        "edges": int(edge_index.shape[1]),
+        "depth": HASH_DEPTH,
+        "cpu_seconds": seconds,
+        "nodes_per_second": node_labels.numel() / seconds,
+        "distinct_trees": int(tables.levels[-1].num_trees),
+    }
+
+
+def run_dataset(name: str, splits, seeds: int, train_config: TrainConfig, state: dict) -> dict:
+    entry = state["datasets"].setdefault(name, {"runs": {}})
+    start = time.process_time()
+    distilled = distill(splits, DistillConfig())
+    entry["distill_cpu_seconds"] = time.process_time() - start
+    entry.update(
+        num_classes=splits.num_classes,
+        train_graphs=len(splits.train),
+        val_graphs=len(splits.val),
+        test_graphs=len(splits.test),
+        patterns=distilled.num_patterns,
+        min_support=distilled.meta["min_support"],
+        sweep=distilled.meta["sweep"],
+        original_bytes=distilled.original_nbytes,
+        distilled_bytes=distilled.nbytes,
+        compression_ratio=distilled.compression_ratio,
+    )
+    mirage_graphs, weights = distilled.to_graphs()
+    spec = FeatureSpec.of(torch.cat([g.x for g in splits.all_graphs()]))
+    for model in MODELS:
+        for regime in REGIMES:
+            for seed in range(seeds):
+                key = f"{model}/{regime}/{seed}"
+                if key in entry["runs"]:
+                    continue
+                if regime == "full":
+                    graphs, w = splits.train, None
+                elif regime == "mirage":
+                    graphs, w = mirage_graphs, weights
+                else:
+                    graphs, w = random_subset_of_bytes(splits.train, distilled.nbytes, seed), None
+                config = TrainConfig(**{**vars(train_config), "seed": seed})
+                result = train_gnn(graphs, w, splits.val, splits.test, spec, splits.num_classes, ModelConfig(model=model, num_layers=distilled.depth), config)
+                entry["runs"][key] = {"graphs": len(graphs), "bytes": graphs_nbytes(graphs) if regime != "mirage" else distilled.nbytes, **{f"test_{k}": v for k, v in result.test.items()}}
+                save_atomic(state, RESULTS)
+                print(f"  {name} {key}: test ROC-AUC {result.test['roc_auc']:.3f}", flush=True)
+    return entry
+
+
+def summarise(entry: dict, seeds: int) -> dict:
+    summary = {}
+    for model in MODELS:
+        for regime in REGIMES:
+            runs = [entry["runs"][f"{model}/{regime}/{s}"] for s in range(seeds)]
+            summary[f"{model}/{regime}"] = {
+                "roc_auc": mean_std([r["test_roc_auc"] for r in runs]),
+                "accuracy": mean_std([r["test_accuracy"] for r in runs]),
+                "bytes": runs[0]["bytes"],
+            }
+        full = summary[f"{model}/full"]["roc_auc"]["mean"]
+        summary[f"{model}/mirage_over_full"] = summary[f"{model}/mirage"]["roc_auc"]["mean"] / full
+    return summary
+
+
+def print_table(state: dict) -> None:
+    for name, entry in state["datasets"].items():
+        s = entry["summary"]
+        print(
+            f"\n{name}: {entry['train_graphs']} training graphs, {entry['original_bytes'] / 1e3:.0f} kB -> "
+            f"{entry['patterns']} patterns, {entry['distilled_bytes'] / 1e3:.1f} kB ({entry['compression_ratio']:.0f}x smaller), "
+            f"distilled in {entry['distill_cpu_seconds']:.2f} s CPU (support {entry['min_support']})"
+        )
+        print(f"{'model':6}" + "".join(f"{r + ' ROC-AUC':>20}{r + ' acc':>16}" for r in REGIMES) + f"{'mirage/full':>13}")
+        for model in MODELS:
+            row = f"{model:6}"
+            for regime in REGIMES:
+                m = s[f"{model}/{regime}"]
+                row += f"{m['roc_auc']['mean']:>13.3f} ± {m['roc_auc']['std']:.3f}{m['accuracy']['mean']:>9.3f} ± {m['accuracy']['std']:.3f}"
+            print(row + f"{s[f'{model}/mirage_over_full']:>13.2f}")
+    h = state["hashing"]
+    print(
+        f"\ntree hashing, depth {h['depth']}: {h['nodes']} nodes / {h['edges']} directed edges in {h['cpu_seconds']:.2f} s CPU "
+        f"(1 thread) = {h['nodes_per_second'] / 1e3:.0f}k nodes/s; {h['distinct_trees']} distinct trees"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 15 epochs, nci-tpsa cut to 1500 molecules")
+    parser.add_argument("--fresh", action="store_true", help="ignore finished runs saved in the results JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seeds = 2 if args.quick else 5
+    train_config = TrainConfig(epochs=15 if args.quick else 20)
+    setup = {"quick": args.quick, "seeds": seeds, "train": vars(train_config)}
+    state = {}
+    if RESULTS.exists() and not args.fresh:
+        state = json.loads(RESULTS.read_text())
+        if state.get("setup") != setup:
+            state = {}  # results of another configuration: start over
+    state["setup"] = setup
+    state.setdefault("datasets", {})
+    loaders = {
+        "solubility": lambda: load_solubility(SplitConfig()),
+        "nci-tpsa": lambda: load_nci_tpsa(SplitConfig(), max_molecules=1500 if args.quick else None),
+    }
+    for name, load in loaders.items():
+        splits = load()
+        print(f"{name}: {len(splits.train)} / {len(splits.val)} / {len(splits.test)} graphs", flush=True)
+        entry = run_dataset(name, splits, seeds, train_config, state)
+        entry["summary"] = summarise(entry, seeds)
+        if name == "solubility":
+            state["hashing"] = hashing_throughput(splits.all_graphs())
+        save_atomic(state, RESULTS)
+    print_table(state)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Mirage: model-agnostic graph-data-set distillation into frequent computation trees."""
+from .distill import DistillConfig, distill
+from .distilled import DistilledDataset, graphs_nbytes
+from .labels import DiscretizeConfig, discretize
+from .mining import MiningConfig, mine_patterns
+from .models import FeatureSpec, GraphClassifier, ModelConfig
+from .train import TrainConfig, evaluate, train_gnn
+from .trees import TreeTables, hash_trees, unroll_trees
+
+__all__ = [
+    "DiscretizeConfig",
+    "DistillConfig",
+    "DistilledDataset",
+    "FeatureSpec",
+    "GraphClassifier",
+    "MiningConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TreeTables",
+    "discretize",
+    "distill",
+    "evaluate",
+    "graphs_nbytes",
+    "hash_trees",
+    "mine_patterns",
+    "train_gnn",
+    "unroll_trees",
+]

@@ -1,0 +1,83 @@
+r"""Discrete node / edge labels from feature matrices (the alphabet of the computation trees).
+
+Tree ids need exact equality of labels, so features become integers first:
+
+- integer / bool columns (categorical, e.g. OGB atom features) are kept as they are;
+- a floating column with at most ``num_bins`` distinct values on the fitting rows is treated as
+  categorical too (e.g. one-hot floats of TU data sets): value -> index of the nearest distinct value;
+- any other floating column is cut into ``num_bins`` quantile bins fitted on the fitting rows
+  (:math:`b = \#\{k : q_k < x\}`, with :math:`q_k` the :math:`k/\text{num\_bins}` quantiles), so every
+  bin holds about the same number of training nodes.
+
+A node's label is the dense id of its row of column codes; the representative feature vector of a
+label is the row itself for categorical data and the mean of its members' features otherwise, which
+is what a distilled tree node carries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch_scatter import scatter_mean
+
+from distillcore.checks import check_tensor
+
+
+@dataclass
+class DiscretizeConfig:
+    """How continuous features are binned (categorical columns are never binned)."""
+
+    num_bins: int = 8
+
+
+@dataclass
+class Labels:
+    """Dense labels of the rows of a feature matrix and one representative feature row per label."""
+
+    labels: torch.Tensor  # [N] int64 in 0..K-1
+    table: torch.Tensor  # [K, F] representative features (dtype of the input)
+
+
+def _column_codes(column: torch.Tensor, fit: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Integer codes of one floating column: exact categories when few values, else quantile bins."""
+    distinct = torch.unique(fit)
+    if distinct.numel() <= num_bins:
+        boundaries = (distinct[1:] + distinct[:-1]) / 2  # nearest distinct value
+    else:
+        boundaries = torch.unique(torch.quantile(fit.double(), torch.linspace(0, 1, num_bins + 1, dtype=torch.float64)[1:-1]))
+    return torch.bucketize(column.double(), boundaries.double(), right=False)
+
+
+def discretize(x: torch.Tensor, fit_mask: torch.Tensor | None, config: DiscretizeConfig, name: str = "x") -> Labels:
+    """Labels of the rows of ``x`` [N, F]; bins are fitted on the rows where ``fit_mask`` [N] is true.
+
+    Raises ``ValueError`` naming ``name`` for features that cannot be discretised: not a 2-D numeric
+    tensor, NaN / Inf, or no fitting rows.
+    """
+    if config.num_bins < 1:
+        raise ValueError(f"DiscretizeConfig.num_bins must be >= 1, got {config.num_bins}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() == 1:
+        x = x[:, None]
+    check_tensor(x, name, ndim=2)
+    if x.is_complex():
+        raise ValueError(f"{name} has complex dtype {x.dtype}: node features must be real numbers to be discretised")
+    fit_mask = torch.ones(x.shape[0], dtype=torch.bool) if fit_mask is None else fit_mask
+    check_tensor(fit_mask, "fit_mask", shape=(x.shape[0],), dtype=torch.bool)
+    if not bool(fit_mask.any()):
+        raise ValueError(f"{name}: no rows to fit the discretisation on (fit_mask is all false)")
+    if not x.is_floating_point():
+        codes = x.long()
+    else:
+        codes = torch.stack(
+            [_column_codes(x[:, j], x[fit_mask, j], config.num_bins) for j in range(x.shape[1])], dim=1
+        )
+    _, labels = torch.unique(codes, dim=0, return_inverse=True)
+    num_labels = int(labels.max()) + 1
+    if x.is_floating_point():
+        table = scatter_mean(x, labels, dim=0, dim_size=num_labels)
+    else:
+        table = torch.empty(num_labels, x.shape[1], dtype=x.dtype)
+        table[labels] = x  # categorical: every row of a label is the same
+    return Labels(labels, table)

@@ -1,0 +1,225 @@
+r"""Computation trees and their exact canonical ids, computed level by level.
+
+The depth-:math:`L` computation tree of node :math:`v` is what an :math:`L`-layer message-passing GNN
+sees from :math:`v`: :math:`v` with its label, whose children are *all* its in-neighbours :math:`u`
+(the node it was reached from included: the edge back to the parent is kept), each unrolled to depth
+:math:`L-1`, every child edge carrying its edge label:
+
+.. math::
+    T_0(v) = x_v, \qquad
+    T_l(v) = \bigl(x_v,\ \{\!\{ (e_{uv},\ T_{l-1}(u)) : u \in \mathcal{N}(v) \}\!\}\bigr).
+
+Two nodes have isomorphic depth-:math:`l` trees exactly when these nested forms are equal (the
+children of a rooted unordered tree are a multiset). We never unroll the :math:`d^L` nodes: level by
+level (as in WL refinement / AHU tree hashing) every node's tuple (own label, sorted multiset of
+(edge label, child id at level :math:`l-1`)) is *interned*: equal tuples get the same dense integer
+id, different tuples different ids. Interning is exact (no hash collisions), so
+:math:`\mathrm{id}_l(v) = \mathrm{id}_l(w) \iff T_l(v) \cong T_l(w)` by induction on :math:`l`.
+
+Interning is vectorised: a node's tuple is folded column by column,
+``code <- rank(code * (max_col + 1) + col)``, where ``rank`` is ``torch.unique``'s inverse (dense ids
+of the distinct values); every fold is injective, and nodes leave the fold once their (degree-long)
+tuple is used up, so a level costs :math:`O(|E| \log |E|)` and the whole hashing
+:math:`O(L\,|E| \log |E|)`.
+
+Each level's ids are decodable: :class:`TreeTables` keeps, per level and id, the root label and the
+sorted (edge label, child id) list, so any tree can be rebuilt (:func:`unroll_trees`) and stored
+compactly (a tree shares its subtrees with every other tree of the set).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from distillcore.checks import check_same_size, check_tensor
+
+
+@dataclass
+class LevelTable:
+    """Decoding table of the trees of one level :math:`l \\ge 1` (``n`` distinct trees).
+
+    ``label[t]`` is tree ``t``'s root label; its children are
+    ``(child_edge_label[k], child[k])`` for ``k`` in ``ptr[t] : ptr[t + 1]``, sorted, where ``child``
+    indexes the trees of level :math:`l - 1` (node labels when :math:`l = 1`).
+    """
+
+    label: torch.Tensor  # [n] int64
+    ptr: torch.Tensor  # [n + 1] int64
+    child_edge_label: torch.Tensor  # [nnz] int64
+    child: torch.Tensor  # [nnz] int64
+
+    @property
+    def num_trees(self) -> int:
+        return self.label.numel()
+
+
+@dataclass
+class TreeTables:
+    """Canonical ids of every node's computation trees at levels 0..depth, plus decoding tables.
+
+    ``ids[l]`` [N] is the id of each node's depth-``l`` tree (``ids[0]`` are the node labels);
+    ``levels[l - 1]`` decodes the ids of level ``l``.
+    """
+
+    ids: list[torch.Tensor]  # depth + 1 tensors [N] int64
+    levels: list[LevelTable]
+    num_node_labels: int
+    num_edge_labels: int
+
+    @property
+    def depth(self) -> int:
+        return len(self.levels)
+
+
+def _dense_rank(values: torch.Tensor) -> torch.Tensor:
+    """Dense ids (0..k-1, in sorted order) of the distinct entries of ``values`` [M]."""
+    return torch.unique(values, sorted=True, return_inverse=True)[1]
+
+
+def intern_rows(first: torch.Tensor, ptr: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    r"""Dense ids of variable-length integer rows: equal rows <=> equal ids (exact, no hashing).
+
+    Row ``i`` is ``(first[i], cols[ptr[i]], ..., cols[ptr[i+1]-1])``, all entries >= 0. Columns are
+    folded one at a time, ``code <- rank(code * (max(col) + 1) + col)``, over the rows still that
+    long; each fold is injective, so rows of equal length end with equal codes iff they are equal,
+    and the length is folded in last to separate rows of different lengths. Cost
+    :math:`O((M + nnz) \log M)`.
+
+    Args:
+        first: [M] int64, the first entry of every row.
+        ptr: [M + 1] int64, CSR offsets of the remaining entries in ``cols``.
+        cols: [nnz] int64.
+    Returns:
+        [M] int64 ids in ``0..k-1`` for the ``k`` distinct rows.
+    """
+    num_rows = first.numel()
+    length = ptr[1:] - ptr[:-1]
+    code = _dense_rank(first)
+    active = torch.arange(num_rows)
+    for k in range(int(length.max()) if num_rows else 0):
+        active = active[length[active] > k]
+        col = cols[ptr[active] + k]
+        radix = int(col.max()) + 1
+        if num_rows * radix >= 2**63:  # code < num_rows: the fold must fit in int64 to stay exact
+            raise OverflowError(f"intern_rows: {num_rows} rows x {radix} column values overflow int64")
+        code[active] = _dense_rank(code[active] * radix + col)
+    return _dense_rank(length * num_rows + code)
+
+
+def csr_gather(ptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the CSR entries of ``rows`` [R] (concatenated) and the new offsets [R + 1]."""
+    counts = ptr[rows + 1] - ptr[rows]
+    new_ptr = torch.zeros(rows.numel() + 1, dtype=torch.long)
+    new_ptr[1:] = torch.cumsum(counts, 0)
+    within = torch.arange(int(new_ptr[-1])) - new_ptr[:-1].repeat_interleave(counts)
+    return ptr[rows].repeat_interleave(counts) + within, new_ptr
+
+
+def hash_trees(
+    node_labels: torch.Tensor,  # [N] int64, dense in 0..num_node_labels-1
+    edge_index: torch.Tensor,  # [2, E] int64, messages flow edge_index[0] -> edge_index[1]
+    edge_labels: torch.Tensor | None,  # [E] int64, dense in 0..num_edge_labels-1 (None: all 0)
+    depth: int,
+    num_node_labels: int | None = None,
+    num_edge_labels: int | None = None,
+) -> TreeTables:
+    """Canonical ids of every node's depth-0..``depth`` computation tree (see the module docstring).
+
+    The children of ``v`` are the sources ``u`` of the edges ``u -> v``: for an undirected graph
+    stored with both directions (PyG's convention) these are all neighbours, the parent included.
+    Pass all graphs of a data set as one disjoint union so their ids share one id space.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1 (the number of message-passing layers), got {depth!r}")
+    check_tensor(node_labels, "node_labels", ndim=1, dtype=torch.long)
+    check_tensor(edge_index, "edge_index", shape=(2, None), dtype=torch.long, nonempty=False)
+    num_nodes = node_labels.numel()
+    if edge_labels is None:
+        edge_labels = torch.zeros(edge_index.shape[1], dtype=torch.long)
+    check_tensor(edge_labels, "edge_labels", ndim=1, dtype=torch.long, nonempty=False)
+    check_same_size({"edge_index.shape[1]": edge_index.shape[1], "edge_labels.shape[0]": edge_labels.numel()}, "the number of edges")
+    if int(node_labels.min()) < 0 or (edge_labels.numel() and int(edge_labels.min()) < 0):
+        raise ValueError("node_labels and edge_labels must be >= 0 (dense label ids)")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"edge_index must index nodes 0..{num_nodes - 1}, got range [{int(edge_index.min())}, {int(edge_index.max())}]")
+    num_node_labels = int(node_labels.max()) + 1 if num_node_labels is None else num_node_labels
+    num_edge_labels = (int(edge_labels.max()) + 1 if edge_labels.numel() else 1) if num_edge_labels is None else num_edge_labels
+
+    src, dst = edge_index
+    # CSR of each node's children sorted by destination; the keys are sorted inside each row below.
+    order = torch.sort(dst, stable=True)[1]
+    src, dst, edge_labels = src[order], dst[order], edge_labels[order]
+    ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0)
+
+    ids = [node_labels]
+    levels: list[LevelTable] = []
+    num_prev = num_node_labels
+    for _ in range(depth):
+        key = edge_labels * num_prev + ids[-1][src]  # (edge label, child id) as one integer
+        # Sort keys inside each node's row: by key, then stably by node.
+        by_key = torch.sort(key, stable=True)[1]
+        by_node = torch.sort(dst[by_key], stable=True)[1]
+        sorted_key = key[by_key[by_node]]
+        level_ids = intern_rows(node_labels, ptr, sorted_key)
+        num_trees = int(level_ids.max()) + 1
+        # Decoding table from one representative node per tree id (all of them decode equally).
+        representative = torch.empty(num_trees, dtype=torch.long)
+        representative[level_ids] = torch.arange(num_nodes)
+        positions, table_ptr = csr_gather(ptr, representative)
+        table_key = sorted_key[positions]
+        levels.append(LevelTable(node_labels[representative], table_ptr, table_key // num_prev, table_key % num_prev))
+        ids.append(level_ids)
+        num_prev = num_trees
+    return TreeTables(ids, levels, num_node_labels, num_edge_labels)
+
+
+@dataclass
+class UnrolledTrees:
+    """Trees rebuilt as one graph: edges point from child to parent (messages flow to the root)."""
+
+    node_labels: torch.Tensor  # [n] int64
+    edge_index: torch.Tensor  # [2, e] int64, child -> parent
+    edge_labels: torch.Tensor  # [e] int64
+    tree: torch.Tensor  # [n] int64, which input tree each node belongs to
+    roots: torch.Tensor  # [T] int64, node index of every tree's root (roots are nodes 0..T-1)
+
+
+def unroll_trees(levels: list[LevelTable], level: int, tree_ids: torch.Tensor) -> UnrolledTrees:
+    """Rebuilds the depth-``level`` trees ``tree_ids`` [T] from decoding tables, breadth first.
+
+    A tree with branching ``d`` has about ``d**level`` nodes: this is for the few (mined) trees a
+    distilled set keeps, never for hashing.
+    """
+    if level < 0 or level > len(levels):
+        raise ValueError(f"level must be in 0..{len(levels)}, got {level}")
+    check_tensor(tree_ids, "tree_ids", ndim=1, dtype=torch.long, nonempty=False)
+    num_trees = tree_ids.numel()
+    labels = [levels[level - 1].label[tree_ids] if level > 0 else tree_ids]
+    tree = [torch.arange(num_trees)]
+    sources, targets, edge_labels = [], [], []
+    frontier_ids, frontier_nodes, frontier_tree = tree_ids, torch.arange(num_trees), tree[0]
+    next_node = num_trees
+    for l in range(level, 0, -1):
+        table = levels[l - 1]
+        positions, child_ptr = csr_gather(table.ptr, frontier_ids)
+        counts = child_ptr[1:] - child_ptr[:-1]
+        child_ids = table.child[positions]
+        child_nodes = torch.arange(next_node, next_node + child_ids.numel())
+        next_node += child_ids.numel()
+        sources.append(child_nodes)
+        targets.append(frontier_nodes.repeat_interleave(counts))
+        edge_labels.append(table.child_edge_label[positions])
+        frontier_tree = frontier_tree.repeat_interleave(counts)
+        labels.append(levels[l - 2].label[child_ids] if l > 1 else child_ids)
+        tree.append(frontier_tree)
+        frontier_ids, frontier_nodes = child_ids, child_nodes
+    empty = torch.zeros(0, dtype=torch.long)
+    return UnrolledTrees(
+        torch.cat(labels),
+        torch.stack([torch.cat(sources or [empty]), torch.cat(targets or [empty])]),
+        torch.cat(edge_labels or [empty]),
+        torch.cat(tree),
+        torch.arange(num_trees),
+    )
