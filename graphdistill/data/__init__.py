@@ -1,0 +1,1 @@
+"""Data sets of graphdistill: node classification (``node``) and graph classification (``graphs``)."""
