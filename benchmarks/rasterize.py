@@ -1,0 +1,316 @@
+"""Rasterizer benchmark: forward and forward+backward time, memory and blend rate per backend.
+
+For every N (Gaussians), image size and channel count D it renders one random scene (Gaussians in front of
+the camera, sized for about ``--blends-per-pixel`` composited Gaussians per pixel, see
+:mod:`distill3d.render.random_scene`) with ``colors [N, D]`` and reports, per available backend:
+
+- forward time (inputs without gradient) and forward+backward time (loss = sum of a random projection
+  of render and alpha), medians over ``--repeats`` runs after one warm-up (the torch reference: one cold run);
+- peak memory above the idle process (CPU: resident set size sampled every 5 ms; CUDA: the allocator's
+  peak);
+- blends/s/core: (pixel, Gaussian) pairs actually composited (counted once per scene with the torch
+  reference) divided by the core-seconds spent: the process CPU time on CPU (all threads; unlike wall
+  time it does not count waiting while other jobs hold the cores, though cache contention and OpenMP
+  spin-waiting still inflate it), the wall time on CUDA;
+- native/torch: the torch reference time over the native time (wall and CPU), measured in the same run.
+
+The torch reference is only timed up to ``--torch-max-n`` / ``--torch-max-size`` / ``--torch-max-channels``
+(it needs minutes per call beyond them); the table marks the others "-". Rows are checkpointed to the JSON
+file as they finish; ``--resume`` continues an interrupted run.
+
+    python benchmarks/rasterize.py            # full grid, writes benchmarks/results/rasterize.json
+    python benchmarks/rasterize.py --quick    # N = 10k and 100k at 256^2, D = 3 and 16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from distill3d.render import isect_offset_encode, isect_tiles, project_gaussians, rasterize
+from distill3d.render.compositing import count_blends
+from distill3d.render.random_scene import SceneConfig, random_scene
+from distill3d.render.tiles import tile_grid
+from distill3d.render.rasterize import available_backends
+
+RESULTS = Path(__file__).resolve().parent / "results" / "rasterize.json"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    n_gaussians: tuple[int, ...] = (10_000, 100_000, 500_000)
+    sizes: tuple[int, ...] = (256, 512)
+    channels: tuple[int, ...] = (3, 16, 64, 128)
+    backends: tuple[str, ...] = ("native", "torch", "gsplat")
+    repeats: int = 3
+    blends_per_pixel: float = 30.0
+    torch_max_n: int = 10_000
+    torch_max_size: int = 256
+    torch_max_channels: int = 16
+    device: str = "cpu"
+
+
+class PeakMemory:
+    """Peak memory (bytes) above the level at entry: CUDA allocator peak, or sampled CPU resident set."""
+
+    def __init__(self, device: str, interval_s: float = 0.005):
+        self.device, self.interval_s, self.peak = device, interval_s, 0
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._max = max(self._max, self._rss())
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._base = self._max = self._rss()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self._max, self._rss()) - self._base
+
+
+@dataclass
+class Timing:
+    wall_s: float  # median wall-clock seconds
+    cpu_s: float  # median CPU seconds of the whole process (all threads)
+    peak_bytes: int
+
+
+def _timed(fn: Callable[[], None], repeats: int, warmup: bool, device: str) -> Timing:
+    """Medians of ``fn``'s wall and process CPU time over ``repeats`` runs (after an optional warm-up)."""
+    if warmup:
+        fn()
+    walls, cpus = [], []
+    with PeakMemory(device) as memory:
+        for _ in range(repeats):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+    return Timing(statistics.median(walls), statistics.median(cpus), memory.peak)
+
+
+def _scene_blends(scene: dict, tile_size: int = 16) -> tuple[int, float]:
+    """Composited (pixel, Gaussian) pairs of the scene and their count per pixel (torch reference stages)."""
+    width, height = scene["width"], scene["height"]
+    radii, means2d, depths, conics, _ = project_gaussians(
+        scene["means"], scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"], width, height
+    )
+    tile_width, tile_height = tile_grid(width, height, tile_size)
+    _, isect_ids, flatten_ids = isect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height)
+    offsets = isect_offset_encode(isect_ids, len(radii), tile_width, tile_height)
+    opacities = scene["opacities"][None].expand(len(radii), -1)
+    blends = count_blends(means2d, conics, opacities, width, height, tile_size, offsets, flatten_ids)
+    return blends, blends / (width * height * len(radii))
+
+
+def _forward(scene: dict, backend: str) -> Callable[[], None]:
+    def run() -> None:
+        with torch.no_grad():
+            rasterize(**scene, backend=backend)
+
+    return run
+
+
+def _forward_backward(scene: dict, backend: str) -> Callable[[], None]:
+    names = ("means", "quats", "scales", "opacities", "colors")
+    leaves = {k: scene[k].clone().requires_grad_(True) for k in names}
+    rest = {k: v for k, v in scene.items() if k not in names}
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.randn(1, rest["height"], rest["width"], scene["colors"].shape[1], generator=gen).to(scene["means"])
+
+    def run() -> None:
+        for leaf in leaves.values():
+            leaf.grad = None
+        render, _, alpha, _ = rasterize(**leaves, **rest, backend=backend)
+        ((render * weights).sum() + alpha.sum()).backward()
+
+    return run
+
+
+def _core_seconds(timing: Timing, threads: int, device: str) -> float:
+    """Core-seconds spent: process CPU time on CPU (robust to other jobs sharing the cores), else wall time."""
+    return timing.cpu_s if device == "cpu" else timing.wall_s * threads
+
+
+def _torch_allowed(config: BenchConfig, n: int, size: int, channels: int) -> bool:
+    return n <= config.torch_max_n and size <= config.torch_max_size and channels <= config.torch_max_channels
+
+
+def _key(row: dict) -> tuple[int, int, int]:
+    return row["n_gaussians"], row["size"], row["channels"]
+
+
+def run(config: BenchConfig, done: list[dict], save: Callable[[list[dict]], None]) -> list[dict]:
+    """Times every configuration not already in ``done``; calls ``save`` after each row (checkpoint)."""
+    backends = [b for b in config.backends if b in available_backends(config.device)]
+    threads = torch.get_num_threads() if config.device == "cpu" else 1
+    rows = list(done)
+    finished = {_key(row) for row in rows}
+    for row in rows:
+        print(_format_row(row, backends), flush=True)
+    for n in config.n_gaussians:
+        for size in config.sizes:
+            if all((n, size, d) in finished for d in config.channels):
+                continue
+            base = SceneConfig(n_gaussians=n, width=size, height=size, blends_per_pixel=config.blends_per_pixel)
+            blends, per_pixel = _scene_blends(random_scene(base, device=config.device))
+            for d in config.channels:
+                if (n, size, d) in finished:
+                    continue
+                scene = random_scene(base, device=config.device)
+                scene["colors"] = torch.rand(n, d, generator=torch.Generator().manual_seed(d)).to(scene["means"])
+                row = {"n_gaussians": n, "size": size, "channels": d, "blends": blends, "blends_per_pixel": per_pixel}
+                for backend in backends:
+                    if backend == "torch" and not _torch_allowed(config, n, size, d):
+                        continue
+                    # The torch reference takes seconds to minutes per call: one cold run is enough.
+                    repeats, warmup = (1, False) if backend == "torch" else (config.repeats, True)
+                    fwd = _timed(_forward(scene, backend), repeats, warmup, config.device)
+                    both = _timed(_forward_backward(scene, backend), repeats, warmup, config.device)
+                    row[backend] = {
+                        "forward_s": fwd.wall_s,
+                        "forward_backward_s": both.wall_s,
+                        "forward_cpu_s": fwd.cpu_s,
+                        "forward_backward_cpu_s": both.cpu_s,
+                        "forward_peak_mb": fwd.peak_bytes / 2**20,
+                        "forward_backward_peak_mb": both.peak_bytes / 2**20,
+                        "forward_blends_per_s_per_core": blends / _core_seconds(fwd, threads, config.device),
+                        "forward_backward_blends_per_s_per_core": blends / _core_seconds(both, threads, config.device),
+                    }
+                if "torch" in row and "native" in row:
+                    row["speedup_native_vs_torch"] = {
+                        "forward": row["torch"]["forward_s"] / row["native"]["forward_s"],
+                        "forward_backward": row["torch"]["forward_backward_s"] / row["native"]["forward_backward_s"],
+                        "forward_cpu": row["torch"]["forward_cpu_s"] / row["native"]["forward_cpu_s"],
+                        "forward_backward_cpu": row["torch"]["forward_backward_cpu_s"] / row["native"]["forward_backward_cpu_s"],
+                    }
+                rows.append(row)
+                save(rows)
+                print(_format_row(row, backends), flush=True)
+    return rows
+
+
+HEADER_BACKEND = "{:>9} {:>9} {:>8} {:>8} {:>9} {:>9}"
+
+
+def _header(backends: list[str]) -> str:
+    head = f"{'N':>8} {'size':>5} {'D':>4} {'blend/px':>8}"
+    for backend in backends:
+        head += " | " + HEADER_BACKEND.format(f"{backend} fwd", "fwd+bwd", "MB fwd", "MB f+b", "Mbl/s/c", "f+b")
+    return head + " | torch/native CPU time fwd, f+b"
+
+
+def _format_row(row: dict, backends: list[str]) -> str:
+    line = f"{row['n_gaussians']:>8} {row['size']:>5} {row['channels']:>4} {row['blends_per_pixel']:>8.1f}"
+    for backend in backends:
+        r = row.get(backend)
+        if r is None:
+            line += " | " + HEADER_BACKEND.format(*"------")
+        else:
+            line += " | " + HEADER_BACKEND.format(
+                f"{r['forward_s'] * 1e3:.1f}ms", f"{r['forward_backward_s'] * 1e3:.1f}ms",
+                f"{r['forward_peak_mb']:.0f}", f"{r['forward_backward_peak_mb']:.0f}",
+                f"{r['forward_blends_per_s_per_core'] / 1e6:.1f}", f"{r['forward_backward_blends_per_s_per_core'] / 1e6:.1f}",
+            )
+    speed = row.get("speedup_native_vs_torch")
+    line += " | " + (f"{speed['forward_cpu']:.0f}x, {speed['forward_backward_cpu']:.0f}x" if speed else "-")
+    return line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a reduced grid: N in {10k, 100k}, 256^2, D in {3, 16}")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the scene tensors (default cpu)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement after one warm-up (median reported)")
+    parser.add_argument("--backends", nargs="+", default=["native", "torch", "gsplat"], help="backends to time (unavailable ones are skipped)")
+    parser.add_argument("--blends-per-pixel", type=float, default=30.0, help="target depth complexity of the random scenes")
+    parser.add_argument("--torch-max-n", type=int, default=10_000, help="largest N timed with the slow torch reference")
+    parser.add_argument("--torch-max-size", type=int, default=256, help="largest image side timed with the torch reference")
+    parser.add_argument("--torch-max-channels", type=int, default=16, help="largest D timed with the torch reference")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output path (default {RESULTS})")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --out that were measured with the same settings; time the rest")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA build of torch and a GPU")
+    config = BenchConfig(
+        n_gaussians=(10_000, 100_000) if args.quick else BenchConfig.n_gaussians,
+        sizes=(256,) if args.quick else BenchConfig.sizes,
+        channels=(3, 16) if args.quick else BenchConfig.channels,
+        backends=tuple(args.backends),
+        repeats=args.repeats,
+        blends_per_pixel=args.blends_per_pixel,
+        torch_max_n=args.torch_max_n,
+        torch_max_size=args.torch_max_size,
+        torch_max_channels=args.torch_max_channels,
+        device=args.device,
+    )
+    done = []
+    if args.resume and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        same = {k: v for k, v in previous["config"].items() if k not in ("n_gaussians", "sizes", "channels")}
+        mine = {k: v for k, v in json.loads(json.dumps(asdict(config))).items() if k not in ("n_gaussians", "sizes", "channels")}
+        if same == mine:
+            done = previous["rows"]
+        else:
+            print(f"--resume: {args.out} was measured with other settings; starting afresh")
+
+    def save(rows: list[dict]) -> None:
+        result = {
+            "config": asdict(config),
+            "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                        "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "torch": torch.__version__},
+            "rows": rows,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, args.out)
+
+    backends = [b for b in config.backends if b in available_backends(config.device)]
+    print(f"device {config.device}, {torch.get_num_threads()} threads, backends {backends}, load average "
+          f"{os.getloadavg()[0]:.1f}; times are wall-clock medians; Mbl/s/c = million composited (pixel, Gaussian) "
+          f"pairs per CPU-second (per core); '-' = not run (torch reference only up to N={config.torch_max_n}, "
+          f"{config.torch_max_size}^2, D={config.torch_max_channels})")
+    print(_header(backends))
+    save(run(config, done, save))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

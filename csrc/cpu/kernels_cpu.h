@@ -1,0 +1,54 @@
+// CPU kernels of the rasterizer: plain pointers and sizes, no torch types (bindings.cpp adapts).
+// All tensors are contiguous; flatten ids index the [C * N] flattened (camera, Gaussian) pairs.
+#pragma once
+
+#include <cstdint>
+
+#include "distill3d/common.h"
+
+namespace distill3d {
+namespace cpu {
+
+// --- tile binning -------------------------------------------------------------------------------
+
+// tiles_per_gauss[C*N] = number of tiles each projected Gaussian touches.
+template <typename scalar_t>
+void isect_count(int64_t C, int64_t N, const scalar_t* means2d, const int32_t* radii, int64_t tile_size,
+                 int64_t tile_width, int64_t tile_height, int32_t* tiles_per_gauss);
+
+// Writes the M intersection keys and flatten ids, sorted by (camera, tile, depth), ties by index.
+// `starts[C*N]` is the exclusive prefix sum of tiles_per_gauss (each Gaussian's first slot);
+// `scratch_keys` / `scratch_ids` are M-sized buffers for the radix sort.
+template <typename scalar_t>
+void isect_fill_sorted(int64_t C, int64_t N, const scalar_t* means2d, const int32_t* radii, const scalar_t* depths,
+                       int64_t tile_size, int64_t tile_width, int64_t tile_height, const int32_t* tiles_per_gauss,
+                       const int64_t* starts, int64_t M, int64_t* isect_ids, int32_t* flatten_ids,
+                       int64_t* scratch_keys, int32_t* scratch_ids);
+
+// offsets[C * th * tw]: index of the first intersection of each (camera, tile) in the sorted ids
+// (an empty tile gets the start of the next one, so tile t spans [offsets[t], offsets[t + 1])).
+void isect_offset_encode(int64_t M, const int64_t* isect_ids, int64_t C, int64_t tile_width, int64_t tile_height,
+                         int32_t* offsets);
+
+// --- compositing --------------------------------------------------------------------------------
+
+// render[C,H,W,D], transmittance[C,H,W] (final T), last_ids[C,H,W] (index into flatten_ids of the
+// last blended Gaussian, -1 if none). `backgrounds` [C,D] may be null.
+template <typename scalar_t>
+void rasterize_forward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
+                       const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
+                       const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
+                       scalar_t* render, scalar_t* transmittance, int32_t* last_ids);
+
+// Accumulates (+=) into zero-initialised v_means2d [C,N,2], v_conics [C,N,3], v_colors [C,N,D],
+// v_opacities [C,N]. v_render [C,H,W,D], v_alpha [C,H,W] (alpha = 1 - T).
+template <typename scalar_t>
+void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
+                        const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
+                        const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
+                        const scalar_t* transmittance, const int32_t* last_ids, const scalar_t* v_render,
+                        const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
+                        scalar_t* v_opacities);
+
+}  // namespace cpu
+}  // namespace distill3d

@@ -1,0 +1,69 @@
+// One image tile per CUDA block, one pixel per thread (threads rounded up to whole warps; the extra
+// threads are pixels outside the image). The block stages its tile's Gaussians in shared memory in
+// batches of blockDim, as 3DGS / gsplat do.
+#pragma once
+
+#include "distill3d/common.h"
+
+namespace distill3d {
+namespace cuda {
+
+constexpr int kWarp = 32;
+
+inline int threads_per_tile(int64_t tile_size) {
+    return int((tile_size * tile_size + kWarp - 1) / kWarp * kWarp);
+}
+
+// Shared-memory batch of Gaussians: flatten id, mean (x, y), conic (a, b, c), opacity.
+template <typename scalar_t>
+struct GaussianBatch {
+    int32_t* ids;
+    scalar_t* xy;
+    scalar_t* conic;
+    scalar_t* opacity;
+
+    __device__ GaussianBatch(unsigned char* smem, int capacity) {
+        xy = reinterpret_cast<scalar_t*>(smem);
+        conic = xy + 2 * capacity;
+        opacity = conic + 3 * capacity;
+        ids = reinterpret_cast<int32_t*>(opacity + capacity);
+    }
+
+    static size_t bytes(int capacity) { return size_t(capacity) * (6 * sizeof(scalar_t) + sizeof(int32_t)); }
+
+    __device__ void load(int slot, int64_t k, const int32_t* flatten_ids, const scalar_t* means2d,
+                         const scalar_t* conics, const scalar_t* opacities) {
+        const int32_t g = flatten_ids[k];
+        ids[slot] = g;
+        xy[2 * slot] = means2d[2 * int64_t(g)];
+        xy[2 * slot + 1] = means2d[2 * int64_t(g) + 1];
+        conic[3 * slot] = conics[3 * int64_t(g)];
+        conic[3 * slot + 1] = conics[3 * int64_t(g) + 1];
+        conic[3 * slot + 2] = conics[3 * int64_t(g) + 2];
+        opacity[slot] = opacities[g];
+    }
+};
+
+// Where this thread's pixel lies: camera, pixel (x, y), flat [C, H, W] index, and its tile's range.
+struct TilePixel {
+    int64_t camera, x, y, pixel, isect_begin, isect_end;
+    bool inside;
+
+    __device__ TilePixel(const RasterDims& dims, const int32_t* isect_offsets) {
+        const int64_t tiles_per_camera = dims.tile_width * dims.tile_height;
+        const int64_t tile = blockIdx.x;
+        camera = tile / tiles_per_camera;
+        const int64_t tile_y = (tile % tiles_per_camera) / dims.tile_width;
+        const int64_t tile_x = tile % dims.tile_width;
+        const int64_t local = threadIdx.x;
+        x = tile_x * dims.tile_size + local % dims.tile_size;
+        y = tile_y * dims.tile_size + local / dims.tile_size;
+        inside = local < dims.tile_size * dims.tile_size && x < dims.width && y < dims.height;
+        pixel = inside ? (camera * dims.height + y) * dims.width + x : 0;
+        isect_begin = isect_offsets[tile];
+        isect_end = tile + 1 < dims.cameras * tiles_per_camera ? isect_offsets[tile + 1] : dims.intersections;
+    }
+};
+
+}  // namespace cuda
+}  // namespace distill3d

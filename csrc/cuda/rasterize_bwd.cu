@@ -1,0 +1,129 @@
+// Backward alpha compositing on the GPU, back to front per pixel (formulas in
+// csrc/cpu/rasterize_bwd_cpu.cpp; per-pair derivative in distill3d/blend_math.h, shared with the CPU).
+// All lanes of a warp visit the same Gaussian at the same step, so each gradient is summed over the
+// warp with shuffles and added with one atomic per warp.
+#include "distill3d/blend_math.h"
+#include "kernels_cuda.h"
+#include "raster_tile.cuh"
+
+namespace distill3d {
+namespace cuda {
+
+namespace {
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t warp_sum(scalar_t v) {
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Sums v over the warp and lets lane 0 add it to *target.
+template <typename scalar_t>
+__device__ __forceinline__ void warp_atomic_add(scalar_t* target, scalar_t v) {
+    v = warp_sum(v);
+    if ((threadIdx.x % kWarp) == 0) atomicAdd(target, v);
+}
+
+template <typename scalar_t>
+__global__ void rasterize_bwd_kernel(RasterDims dims, BlendParams<scalar_t> params,
+                                     const scalar_t* __restrict__ means2d, const scalar_t* __restrict__ conics,
+                                     const scalar_t* __restrict__ colors, const scalar_t* __restrict__ opacities,
+                                     const scalar_t* __restrict__ backgrounds, const int32_t* __restrict__ isect_offsets,
+                                     const int32_t* __restrict__ flatten_ids, const scalar_t* __restrict__ transmittance,
+                                     const int32_t* __restrict__ last_ids, const scalar_t* __restrict__ v_render,
+                                     const scalar_t* __restrict__ v_alpha, scalar_t* __restrict__ v_means2d,
+                                     scalar_t* __restrict__ v_conics, scalar_t* __restrict__ v_colors,
+                                     scalar_t* __restrict__ v_opacities) {
+    extern __shared__ unsigned char smem[];
+    const int capacity = blockDim.x;
+    GaussianBatch<scalar_t> batch(smem, capacity);
+    const TilePixel px(dims, isect_offsets);
+    const int64_t D = dims.channels, G = dims.geometry_channels;
+    const scalar_t cx = scalar_t(px.x) + scalar_t(0.5), cy = scalar_t(px.y) + scalar_t(0.5);
+    const scalar_t* g = v_render + px.pixel * D;
+    const scalar_t T_final = px.inside ? transmittance[px.pixel] : scalar_t(1);
+    const int32_t last = px.inside ? last_ids[px.pixel] : -1;
+    scalar_t v_alpha_bg = 0;  // dL/dalpha_out - bg.g (geometry channels)
+    if (px.inside) {
+        v_alpha_bg = v_alpha[px.pixel];
+        if (backgrounds != nullptr)
+            for (int64_t d = 0; d < G; ++d) v_alpha_bg -= backgrounds[px.camera * D + d] * g[d];
+    }
+    scalar_t T = T_final, behind = 0;  // behind = S.g of the colour composited behind
+
+    // Batches from the back of the list, starting at the deepest last-blended index of the block.
+    __shared__ int32_t block_last;
+    if (threadIdx.x == 0) block_last = -1;
+    __syncthreads();
+    if (px.inside) atomicMax(&block_last, last);
+    __syncthreads();
+    const int64_t list_end = min(px.isect_end, int64_t(block_last) + 1);
+    const int64_t count = max(int64_t(0), list_end - px.isect_begin);
+    const int64_t batches = (count + capacity - 1) / capacity;
+    for (int64_t b = 0; b < batches; ++b) {
+        const int64_t end = list_end - b * capacity;
+        const int64_t start = max(px.isect_begin, end - capacity);
+        __syncthreads();
+        if (start + threadIdx.x < end) batch.load(threadIdx.x, start + threadIdx.x, flatten_ids, means2d, conics, opacities);
+        __syncthreads();
+        for (int j = int(end - start) - 1; j >= 0; --j) {
+            const int64_t k = start + j;
+            const scalar_t dx = cx - batch.xy[2 * j], dy = cy - batch.xy[2 * j + 1];
+            const scalar_t a = batch.conic[3 * j], bb = batch.conic[3 * j + 1], c = batch.conic[3 * j + 2];
+            const scalar_t sigma = gaussian_sigma(dx, dy, a, bb, c);
+            const scalar_t falloff = gaussian_falloff(sigma);
+            const scalar_t raw = batch.opacity[j] * falloff;
+            const scalar_t alpha = min(params.alpha_max, raw);
+            const bool valid = px.inside && k <= last && alpha_blends(sigma, alpha, params);
+            if (!__any_sync(0xffffffffu, valid)) continue;
+            const int64_t gid = batch.ids[j];
+            const scalar_t* col = colors + gid * D;
+            const scalar_t T_i = valid ? T / (scalar_t(1) - alpha) : T;
+            const scalar_t w = valid ? alpha * T_i : scalar_t(0);
+            for (int64_t d = 0; d < D; ++d) warp_atomic_add(v_colors + gid * D + d, valid ? w * g[d] : scalar_t(0));
+            scalar_t color_dot = 0;
+            if (valid)
+                for (int64_t d = 0; d < G; ++d) color_dot += col[d] * g[d];
+            const scalar_t va =
+                valid ? T_i * (color_dot - behind) + T_final / (scalar_t(1) - alpha) * v_alpha_bg : scalar_t(0);
+            scalar_t v_mx, v_my, v_a, v_b, v_c, v_o;
+            alpha_backward(dx, dy, a, bb, c, falloff, raw, va, params, v_mx, v_my, v_a, v_b, v_c, v_o);
+            warp_atomic_add(v_means2d + 2 * gid, v_mx);
+            warp_atomic_add(v_means2d + 2 * gid + 1, v_my);
+            warp_atomic_add(v_conics + 3 * gid, v_a);
+            warp_atomic_add(v_conics + 3 * gid + 1, v_b);
+            warp_atomic_add(v_conics + 3 * gid + 2, v_c);
+            warp_atomic_add(v_opacities + gid, v_o);
+            if (valid) {
+                behind += alpha * (color_dot - behind);
+                T = T_i;
+            }
+        }
+    }
+}
+}  // namespace
+
+template <typename scalar_t>
+void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
+                        const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
+                        const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
+                        const scalar_t* transmittance, const int32_t* last_ids, const scalar_t* v_render,
+                        const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
+                        scalar_t* v_opacities, cudaStream_t stream) {
+    const int64_t num_tiles = dims.cameras * dims.tile_width * dims.tile_height;
+    if (num_tiles == 0) return;
+    const int threads = threads_per_tile(dims.tile_size);
+    rasterize_bwd_kernel<scalar_t><<<unsigned(num_tiles), threads, GaussianBatch<scalar_t>::bytes(threads), stream>>>(
+        dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, transmittance,
+        last_ids, v_render, v_alpha, v_means2d, v_conics, v_colors, v_opacities);
+}
+
+#define D3_INSTANTIATE(T)                                                                                       \
+    template void rasterize_backward<T>(const RasterDims&, const BlendParams<T>&, const T*, const T*, const T*, \
+                                        const T*, const T*, const int32_t*, const int32_t*, const T*,           \
+                                        const int32_t*, const T*, const T*, T*, T*, T*, T*, cudaStream_t);
+D3_INSTANTIATE(float)
+D3_INSTANTIATE(double)
+#undef D3_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace distill3d

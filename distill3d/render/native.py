@@ -1,0 +1,273 @@
+"""The native rasterizer backend: the C++/OpenMP (CPU) and CUDA kernels of ``csrc/`` behind torch.
+
+The kernels compute exactly the stages of the torch reference (:mod:`distill3d.render.tiles`,
+:mod:`distill3d.render.compositing`), with the same tile rule, sort keys and 3DGS cut-offs:
+
+.. math::
+
+    \\alpha_i = \\min(\\alpha_{max},\\ o_i e^{-\\sigma_i}), \\quad
+    C(p) = \\sum_i \\alpha_i T_i c_i + T_{end}\\, b_g, \\quad A(p) = 1 - T_{end},
+
+and the backward pass walks each pixel's list back to front from the stored final transmittance and
+last-blended index, as 3DGS does. Only colour channels ``[0, geometry_channels)`` and the alpha output
+send gradients to ``means2d`` / ``conics`` / ``opacities``; every channel trains its colours.
+
+CPU layout: OpenMP threads take whole tiles; inside a tile the loop over the tile's Gaussians is the
+outer one and every inner loop runs over the tile's 256 pixels as SIMD lanes (channel-major
+accumulators), so exp, alpha and the colour multiply-adds vectorise for any run-time D. Each Gaussian
+visits only the tile rows its ``alpha >= alpha_min`` ellipse reaches. Gradients are summed over a
+tile's pixels and added once per (Gaussian, tile) with atomics.
+
+The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (ninja) and cached in
+torch's extension directory (``TORCH_EXTENSIONS_DIR``). The CPU build uses ``-march=native``; the
+extension name carries a hash of the host's ISA flags, so a cache shared between different machines
+never hands one a binary built for another. The CUDA build (kernels in ``csrc/cuda``) is made only where
+torch has CUDA and a GPU is visible.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from distillcore.checks import check_positive, check_tensor
+from distill3d.render import compositing
+
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class NativeBuildConfig:
+    """Compiler flags of the native extension.
+
+    ``-ffast-math`` is given at compile time only (never at link time, where GCC would add
+    ``crtfastmath.o`` and switch the whole process to flush-denormals-to-zero); it lets the compiler
+    call glibc's vectorised ``expf`` (libmvec) inside the SIMD pixel loops.
+    """
+
+    cxx_flags: tuple[str, ...] = ("-O3", "-march=native", "-ffast-math", "-fopenmp")
+    ld_flags: tuple[str, ...] = ("-fopenmp", "-lmvec")
+    cuda_flags: tuple[str, ...] = ("-O3", "--use_fast_math")
+    verbose: bool = False
+
+
+class NativeBuildError(RuntimeError):
+    """The native extension could not be compiled or loaded."""
+
+
+_BUILD_ERRORS: dict[str, str] = {}
+
+
+def _isa_tag() -> str:
+    """A short hash of this CPU's model and instruction-set flags (part of the cached extension's name)."""
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "model name", "Features")):
+                    flags += line
+                if line.strip() == "":
+                    break  # the first processor's block describes them all
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
+def _sources(with_cuda: bool) -> list[str]:
+    files = [CSRC / "bindings.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+    if with_cuda:
+        files += sorted((CSRC / "cuda").glob("*.cu"))
+    return [str(f) for f in files]
+
+
+@functools.lru_cache(maxsize=None)
+def _load(with_cuda: bool, config: NativeBuildConfig = NativeBuildConfig()) -> ModuleType:
+    """Builds (or loads the cached) extension; raises :class:`NativeBuildError` with the reason."""
+    from torch.utils import cpp_extension
+
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise NativeBuildError(
+            f"no C++ compiler found (looked for {compiler!r}, set CXX to choose one): "
+            "install g++ (Debian: apt-get install g++) to use backend='native'"
+        )
+    if not cpp_extension.is_ninja_available():
+        raise NativeBuildError("ninja is not available: pip install ninja to build the native backend")
+    kind = "cuda" if with_cuda else "cpu"
+    defines = ["-DD3_WITH_CUDA"] if with_cuda else []
+    try:
+        return cpp_extension.load(
+            name=f"distill3d_native_{kind}_{_isa_tag()}",
+            sources=_sources(with_cuda),
+            extra_include_paths=[str(CSRC / "include"), str(CSRC)],
+            extra_cflags=[*config.cxx_flags, *defines],
+            extra_cuda_cflags=[*config.cuda_flags, *defines],
+            extra_ldflags=list(config.ld_flags),
+            with_cuda=with_cuda,
+            verbose=config.verbose,
+        )
+    except Exception as error:  # compiler errors surface as RuntimeError / subprocess errors
+        raise NativeBuildError(f"building the native {kind} rasterizer failed: {error}") from error
+
+
+def _cuda_wanted(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.version.cuda is not None and torch.cuda.is_available()
+
+
+def _extension(device: torch.device) -> ModuleType:
+    """The extension that serves tensors on ``device`` (raises :class:`NativeBuildError`)."""
+    if device.type not in ("cpu", "cuda"):
+        raise NativeBuildError(f"the native backend supports cpu and cuda devices, not {device.type}")
+    if device.type == "cuda" and not _cuda_wanted(device):
+        raise NativeBuildError("the native CUDA kernels need a CUDA build of torch and a visible GPU")
+    kind = device.type
+    if kind in _BUILD_ERRORS:  # a failed build is not retried in this process (it would fail again, slowly)
+        raise NativeBuildError(_BUILD_ERRORS[kind])
+    try:
+        return _load(kind == "cuda")
+    except NativeBuildError as error:
+        _BUILD_ERRORS[kind] = str(error)
+        raise
+
+
+def native_available(device: torch.device | str = "cpu") -> bool:
+    """Whether the native kernels build (or are cached) and run on ``device``. Builds on first call."""
+    try:
+        _extension(torch.device(device))
+    except NativeBuildError:
+        return False
+    return True
+
+
+def native_build_error() -> str | None:
+    """Why the last attempted native build failed (``None`` if every attempt succeeded)."""
+    return "; ".join(_BUILD_ERRORS.values()) or None
+
+
+def _blend_params() -> tuple[float, float, float]:
+    return compositing.ALPHA_MIN, compositing.ALPHA_MAX, compositing.TRANSMITTANCE_MIN
+
+
+@torch.no_grad()
+def isect_tiles_native(
+    means2d: Tensor,  # [C, N, 2]
+    radii: Tensor,  # [C, N, 2] int32
+    depths: Tensor,  # [C, N]
+    tile_size: int,
+    tile_width: int,
+    tile_height: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Native :func:`distill3d.render.tiles.isect_tiles` (same keys, same stable depth order).
+
+    Returns ``(tiles_per_gauss [C, N] int32, isect_ids [M] int64, flatten_ids [M] int32)``.
+    """
+    check_tensor(means2d, "means2d", ndim=3, shape=(None, None, 2), dtype=FLOAT_DTYPES, nonempty=False)
+    check_tensor(radii, "radii", shape=tuple(means2d.shape), nonempty=False, finite=False)
+    check_tensor(depths, "depths", shape=tuple(means2d.shape[:2]), dtype=means2d.dtype, nonempty=False)
+    for name, value in (("tile_size", tile_size), ("tile_width", tile_width), ("tile_height", tile_height)):
+        check_positive(value, name)
+    ext = _extension(means2d.device)
+    return ext.isect_tiles(
+        means2d.contiguous(), radii.to(torch.int32).contiguous(), depths.contiguous(), tile_size, tile_width, tile_height
+    )
+
+
+@torch.no_grad()
+def isect_offset_encode_native(isect_ids: Tensor, n_cameras: int, tile_width: int, tile_height: int) -> Tensor:
+    """Native :func:`distill3d.render.tiles.isect_offset_encode`: ``offsets [C, tile_height, tile_width] int32``."""
+    check_tensor(isect_ids, "isect_ids", ndim=1, dtype=torch.int64, nonempty=False)
+    for name, value in (("n_cameras", n_cameras), ("tile_width", tile_width), ("tile_height", tile_height)):
+        check_positive(value, name)
+    return _extension(isect_ids.device).isect_offset_encode(isect_ids.contiguous(), n_cameras, tile_width, tile_height)
+
+
+class _RasterizeToPixels(torch.autograd.Function):
+    """Compositing with the native forward and backward kernels."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, backgrounds, width, height, tile_size, isect_offsets,
+                flatten_ids, geometry_channels):
+        ext = _extension(colors.device)
+        blend = _blend_params()
+        render, transmittance, last_ids = ext.rasterize_forward(
+            means2d, conics, colors, opacities, backgrounds, width, height, tile_size, isect_offsets, flatten_ids,
+            geometry_channels, *blend,
+        )
+        ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids,
+                              transmittance, last_ids)
+        ctx.raster_args = (width, height, tile_size)
+        ctx.geometry_channels = geometry_channels
+        return render, (1 - transmittance).unsqueeze(-1)
+
+    @staticmethod
+    def backward(ctx, v_render, v_alpha):
+        means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, transmittance, last_ids = (
+            ctx.saved_tensors
+        )
+        v_means2d, v_conics, v_colors, v_opacities = _extension(colors.device).rasterize_backward(
+            means2d, conics, colors, opacities, backgrounds, *ctx.raster_args, isect_offsets, flatten_ids,
+            ctx.geometry_channels, *_blend_params(), transmittance, last_ids,
+            v_render.contiguous(), v_alpha.squeeze(-1).contiguous(),
+        )
+        v_backgrounds = None
+        if backgrounds is not None and ctx.needs_input_grad[4]:
+            # render = ... + T background for every channel.
+            v_backgrounds = (v_render * transmittance.unsqueeze(-1)).sum(dim=(1, 2))
+        return v_means2d, v_conics, v_colors, v_opacities, v_backgrounds, None, None, None, None, None, None
+
+
+def rasterize_to_pixels_native(
+    means2d: Tensor,  # [C, N, 2]
+    conics: Tensor,  # [C, N, 3]
+    colors: Tensor,  # [C, N, D]
+    opacities: Tensor,  # [C, N]
+    width: int,
+    height: int,
+    tile_size: int,
+    isect_offsets: Tensor,  # [C, tile_height, tile_width] int32
+    flatten_ids: Tensor,  # [M] int32
+    backgrounds: Tensor | None = None,  # [C, D]
+    geometry_channels: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Native :func:`distill3d.render.compositing.rasterize_to_pixels`, differentiable (native backward).
+
+    Returns ``(render [C, H, W, D], alpha [C, H, W, 1])``. ``geometry_channels`` (default ``D``): only
+    channels ``[0, geometry_channels)`` and the alpha output move ``means2d`` / ``conics`` / ``opacities``.
+    float32 and float64 are supported (float64 for gradcheck).
+    """
+    check_tensor(colors, "colors", ndim=3, dtype=FLOAT_DTYPES, nonempty=False)
+    n_cameras, n_gaussians, n_channels = colors.shape
+    check_tensor(means2d, "means2d", shape=(n_cameras, n_gaussians, 2), dtype=colors.dtype, nonempty=False)
+    check_tensor(conics, "conics", shape=(n_cameras, n_gaussians, 3), dtype=colors.dtype, nonempty=False)
+    check_tensor(opacities, "opacities", shape=(n_cameras, n_gaussians), dtype=colors.dtype, nonempty=False)
+    if n_channels == 0:
+        raise ValueError("colors must have at least one channel (shape [C, N, D] with D >= 1)")
+    for name, value in (("width", width), ("height", height), ("tile_size", tile_size)):
+        check_positive(value, name)
+    tile_width, tile_height = -(-width // tile_size), -(-height // tile_size)
+    check_tensor(isect_offsets, "isect_offsets", shape=(n_cameras, tile_height, tile_width), nonempty=False)
+    check_tensor(flatten_ids, "flatten_ids", ndim=1, nonempty=False)
+    if backgrounds is not None:
+        check_tensor(backgrounds, "backgrounds", shape=(n_cameras, n_channels), dtype=colors.dtype)
+    geometry_channels = n_channels if geometry_channels is None else int(geometry_channels)
+    if not 0 <= geometry_channels <= n_channels:
+        raise ValueError(f"geometry_channels must be in [0, {n_channels}], got {geometry_channels}")
+    devices = {t.device for t in (means2d, conics, colors, opacities, isect_offsets, flatten_ids)}
+    if backgrounds is not None:
+        devices.add(backgrounds.device)
+    if len(devices) > 1:
+        raise ValueError(f"all rasterize_to_pixels_native inputs must be on one device, got {sorted(map(str, devices))}")
+    return _RasterizeToPixels.apply(
+        means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
+        None if backgrounds is None else backgrounds.contiguous(), int(width), int(height), int(tile_size),
+        isect_offsets.to(torch.int32).contiguous(), flatten_ids.to(torch.int32).contiguous(), geometry_channels,
+    )
