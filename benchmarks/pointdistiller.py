@@ -1,0 +1,152 @@
+"""PointDistiller benchmark: 4x-compressed students of a pillar and a point detector, distilled by
+PointDistiller, FitNet, response KD or not at all, on simulated LiDAR scenes.
+
+Prints a paper-style table (BEV / 3D mAP at moderate difficulty, mean ± std over seeds, parameters,
+FLOPs, CPU inference time per scan) and writes ``benchmarks/results/pointdistiller.json``.
+
+    python benchmarks/pointdistiller.py            # full: 3 seeds
+    python benchmarks/pointdistiller.py --quick    # 1 seed, shorter training
+
+Simulated scans are cached in KITTI layout under ``--data-dir`` and checkpoints under ``--work-dir``,
+so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from distill3d.points.distill import METHODS, DistillConfig
+from distill3d.points.kitti import KittiDataset, write_kitti_dataset
+from distill3d.points.simulate import SimulationConfig, simulate_dataset
+from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pointdistiller.json"
+HEADLINE = "moderate"
+
+
+def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: SimulationConfig):
+    if not (root / "ImageSets" / f"{split}.txt").is_file():
+        scans = simulate_dataset(sim, count, seed, progress=True)
+        for s in scans:
+            s.frame_id = f"{split}_{s.frame_id}"
+        write_kitti_dataset(root, scans, sim.class_names, split=split)
+    return KittiDataset(root, sim.class_names, split=split).scans()
+
+
+def model_cost(model, scans, runs: int) -> dict:
+    """Parameters, forward FLOPs of one scan, and median CPU time per scan (forward + decode)."""
+    model.eval()
+    points = [torch.from_numpy(scans[0].points)]
+    with torch.no_grad():
+        inputs = model.preprocess(points, torch.Generator().manual_seed(0))
+        with FlopCounterMode(display=False) as counter:
+            model(inputs)
+        times = []
+        for scan in scans[:runs]:
+            start = time.perf_counter()
+            model.decode(model(model.preprocess([torch.from_numpy(scan.points)], torch.Generator().manual_seed(0))))
+            times.append(time.perf_counter() - start)
+    return {"params": sum(p.numel() for p in model.parameters()), "gflops": counter.get_total_flops() / 1e9,
+            "ms_per_scan": 1000 * statistics.median(times)}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 seed and shorter training (a smoke run of the full table)")
+    parser.add_argument("--seeds", type=int, default=None, help="student seeds (default 3, quick 1)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per model (default 300, quick 150)")
+    parser.add_argument("--train-scans", type=int, default=160, help="simulated training scans")
+    parser.add_argument("--val-scans", type=int, default=40, help="simulated validation scans")
+    parser.add_argument("--width", type=float, default=0.5, help="student width multiplier (0.5 = about 4x fewer parameters)")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, help="detector families")
+    parser.add_argument("--methods", nargs="+", default=["none", "kd", "fitnet", "pointdistiller"], choices=METHODS)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscribing a shared machine)")
+    parser.add_argument("--timing-runs", type=int, default=10, help="scans timed for the inference-time column")
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "distillkit_pointdistiller_sim",
+                        help="cache of the simulated KITTI-layout data set")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "distillkit_pointdistiller_ckpt",
+                        help="checkpoints (reused and resumed across runs)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (1 if args.quick else 3)
+    steps = args.steps or (150 if args.quick else 300)
+    torch.set_num_threads(args.threads)
+
+    sim = SimulationConfig()
+    train = load_or_simulate(args.data_dir, "train", args.train_scans, 0, sim)
+    val = load_or_simulate(args.data_dir, "val", args.val_scans, 1, sim)
+    thresholds = tuple(c.iou_threshold for c in sim.classes)
+    meta = {"class_names": sim.class_names, "iou_thresholds": thresholds}
+    tag = f"s{steps}_n{len(train)}"
+    results: dict = {"config": {"steps": steps, "train_scans": len(train), "val_scans": len(val),
+                                "student_width": args.width, "difficulty": HEADLINE, "threads": args.threads,
+                                "classes": list(sim.class_names), "iou_thresholds": list(thresholds)}, "families": {}}
+    for family in args.families:
+        rows = {}
+        teacher_path = args.work_dir / f"{family}_teacher_{tag}.pt"
+        if teacher_path.is_file() and torch.load(teacher_path, weights_only=False).get("step") == steps:
+            teacher, _ = load_checkpoint(teacher_path)
+        else:
+            torch.manual_seed(0)  # the initialisation too is part of the seed
+            teacher = train_detector(build_detector(family, len(sim.class_names), 1.0), train, TrainConfig(steps=steps, seed=0),
+                                     teacher_path, meta=meta)
+        ap = evaluate_detector(teacher, val, sim.class_names, thresholds)
+        rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, val, args.timing_runs), "ap": [ap]}
+        for method in args.methods:
+            runs = []
+            for seed in range(seeds):
+                path = args.work_dir / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
+                if path.is_file() and torch.load(path, weights_only=False).get("step") == steps:
+                    student, _ = load_checkpoint(path)
+                else:
+                    torch.manual_seed(seed)
+                    student = build_detector(family, len(sim.class_names), args.width)
+                    cfg = TrainConfig(steps=steps, seed=seed)
+                    if method == "none":
+                        train_detector(student, train, cfg, path, meta=meta)
+                    else:
+                        train_detector(student, train, cfg, path, meta=meta, teacher=teacher, distill=DistillConfig(method=method))
+                runs.append(evaluate_detector(student, val, sim.class_names, thresholds))
+            rows[f"student+{method}"] = {"width": args.width, "seeds": seeds, **model_cost(student, val, args.timing_runs), "ap": runs}
+        for row in rows.values():
+            for kind in ("bev", "3d"):
+                m, s = mean_std([r[f"mAP/{kind}/{HEADLINE}"] for r in row["ap"]])
+                row[f"mAP_{kind}_mean"], row[f"mAP_{kind}_std"] = m, s
+        teacher_ms = rows["teacher"]["ms_per_scan"]
+        for row in rows.values():
+            row["speedup_vs_teacher"] = teacher_ms / row["ms_per_scan"]
+        results["families"][family] = rows
+
+    print(f"\nPointDistiller on simulated LiDAR ({len(train)} train / {len(val)} val scans, {steps} steps, "
+          f"{seeds} student seed(s), 1 teacher); mAP over {', '.join(sim.class_names)} at {HEADLINE} difficulty, AP R40 (%)")
+    header = f"{'family':8s} {'model':24s} {'params':>8s} {'GFLOPs':>7s} {'ms/scan':>8s} {'speedup':>7s} {'BEV mAP':>13s} {'3D mAP':>13s}"
+    print(header + "\n" + "-" * len(header))
+    for family, rows in results["families"].items():
+        for name, row in rows.items():
+            print(f"{family:8s} {name:24s} {row['params']:8d} {row['gflops']:7.3f} {row['ms_per_scan']:8.1f} {row['speedup_vs_teacher']:6.1f}x "
+                  f"{row['mAP_bev_mean']:6.1f} ± {row['mAP_bev_std']:4.1f} {row['mAP_3d_mean']:6.1f} ± {row['mAP_3d_std']:4.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.is_file():  # keep the other family's rows from an earlier run with the same settings (seeds may differ)
+        previous = json.loads(args.out.read_text())
+        if previous.get("config") == results["config"]:
+            results["families"] = {**previous["families"], **results["families"]}
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(args.out)
+    print(f"\nwrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""A raw-point detector: PointNet++ set abstraction and feature propagation with a point-wise head
+(the first stage of PointRCNN, Shi et al., 2019).
+
+- **Input**: each scan is cropped to the detection range and resampled to ``num_points`` points
+  (once per batch in :meth:`PointDetector.preprocess`, so teacher and student see the same points).
+- **Set abstraction** (Qi et al., 2017): farthest point sampling picks centres, a ball query groups
+  ``k`` neighbours of each, a shared MLP maps ``[(p_j - c) / r, f_j]`` and a max over the group gives
+  the centre's feature: :math:`f_c = \\max_{j \\in \\mathcal N(c)} \\mathrm{MLP}([(p_j - c)/r, f_j])`.
+- **Feature propagation**: features flow back to the denser level by inverse-distance weighting of
+  the 3 nearest coarse points, :math:`f(p) = \\sum_i w_i f_i / \\sum_i w_i`, :math:`w_i = 1/\\lVert p - p_i\\rVert^2`,
+  concatenated with the skip features and passed through an MLP; the last level is the input points.
+- **Point-wise head**: per point, softmax logits over background + classes (focal loss; a point is
+  foreground if it lies inside a ground-truth box) and the box code of :mod:`.box_coder` relative to
+  the point itself. Each confident foreground point votes a box; class-wise rotated NMS merges them.
+
+These per-point features are what distillation compares. ``width`` multiplies every channel count.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from distill3d.points.box_coder import CODE_SIZE, decode_boxes, encode_boxes
+from distill3d.points.boxes import points_in_boxes
+from distill3d.points.detector import (
+    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, scaled, select_detections,
+)
+from distill3d.points.sampling import ball_group, farthest_point_sample, gather_rows, knn
+
+INTERPOLATION_NEIGHBOURS = 3
+
+
+@dataclass
+class PointDetectorConfig:
+    num_classes: int = 2
+    point_range: tuple[float, ...] = (0.0, -12.8, -3.0, 25.6, 12.8, 1.0)
+    num_points: int = 2048
+    width: float = 1.0
+    sa_centres: tuple[int, ...] = (256, 64)
+    sa_neighbours: tuple[int, ...] = (16, 16)
+    sa_radius: tuple[float, ...] = (2.0, 5.0)
+    sa_channels: tuple[tuple[int, ...], ...] = ((32, 32, 64), (64, 64, 128))
+    fp_channels: tuple[tuple[int, ...], ...] = ((128, 128), (64, 64))  # coarse-to-fine
+    head_channels: int = 32
+    focal_gamma: float = 2.0
+    reg_weight: float = 1.0
+    ignore_margin: float = 0.2  # points this close outside a box are neither foreground nor background
+    postprocess: PostProcessConfig = field(default_factory=lambda: PostProcessConfig(score_threshold=0.3, nms_iou=0.1))
+
+
+def shared_mlp(channels: list[int], dims: int) -> nn.Sequential:
+    conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+    layers = []
+    for cin, cout in zip(channels[:-1], channels[1:]):
+        layers += [conv(cin, cout, 1, bias=False), norm(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class SetAbstraction(nn.Module):
+    def __init__(self, num_centres: int, k: int, radius: float, in_channels: int, channels: list[int]):
+        super().__init__()
+        self.num_centres, self.k, self.radius = num_centres, k, radius
+        self.mlp = shared_mlp([in_channels + 3] + channels, dims=2)
+
+    def forward(self, xyz: Tensor, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """``xyz`` [B, N, 3], ``feats`` [B, N, C] -> centres [B, S, 3], features [B, S, C']."""
+        centres = gather_rows(xyz, farthest_point_sample(xyz, self.num_centres))
+        group = ball_group(centres, xyz, self.k, self.radius)  # [B, S, k]
+        rel = (gather_rows(xyz, group) - centres[:, :, None]) / self.radius
+        grouped = torch.cat([rel, gather_rows(feats, group)], dim=-1)  # [B, S, k, 3 + C]
+        out = self.mlp(grouped.permute(0, 3, 1, 2)).amax(dim=-1)  # [B, C', S]
+        return centres, out.transpose(1, 2)
+
+
+class FeaturePropagation(nn.Module):
+    def __init__(self, in_channels: int, channels: list[int]):
+        super().__init__()
+        self.mlp = shared_mlp([in_channels] + channels, dims=1)
+
+    def forward(self, xyz_fine: Tensor, xyz_coarse: Tensor, feats_coarse: Tensor, skip: Tensor) -> Tensor:
+        dist, idx = knn(xyz_fine, xyz_coarse, INTERPOLATION_NEIGHBOURS)
+        weight = 1.0 / dist.clamp(min=1e-8)
+        weight = weight / weight.sum(-1, keepdim=True)
+        interpolated = (gather_rows(feats_coarse, idx) * weight[..., None]).sum(2)
+        return self.mlp(torch.cat([interpolated, skip], -1).transpose(1, 2)).transpose(1, 2)
+
+
+def softmax_focal_loss(logits: Tensor, target: Tensor, weight: Tensor, gamma: float) -> Tensor:
+    """:math:`-(1 - p_t)^\\gamma \\log p_t` per row, weighted, normalised by the foreground count."""
+    log_p = F.log_softmax(logits, -1).gather(1, target[:, None])[:, 0]
+    loss = -(1 - log_p.exp()).pow(gamma) * log_p * weight
+    return loss.sum() / (target > 0).sum().clamp(min=1)
+
+
+class PointDetector(Detector):
+    def __init__(self, cfg: PointDetectorConfig):
+        super().__init__()
+        if len({len(cfg.sa_centres), len(cfg.sa_neighbours), len(cfg.sa_radius), len(cfg.sa_channels), len(cfg.fp_channels)}) != 1:
+            raise ValueError("sa_centres, sa_neighbours, sa_radius, sa_channels and fp_channels need one entry per level")
+        self.cfg = cfg
+        self.num_classes = cfg.num_classes
+        w = cfg.width
+        in_feats = 2  # intensity and height: the point's own features besides its position
+        skips, sa, cin = [in_feats], [], in_feats
+        for s, k, r, ch in zip(cfg.sa_centres, cfg.sa_neighbours, cfg.sa_radius, cfg.sa_channels):
+            ch = [scaled(c, w) for c in ch]
+            sa.append(SetAbstraction(s, k, r, cin, ch))
+            cin = ch[-1]
+            skips.append(cin)
+        fp = []
+        for level, ch in enumerate(cfg.fp_channels):
+            ch = [scaled(c, w) for c in ch]
+            fp.append(FeaturePropagation(cin + skips[-2 - level], ch))
+            cin = ch[-1]
+        self.sa, self.fp = nn.ModuleList(sa), nn.ModuleList(fp)
+        self._feature_channels = cin
+        head = scaled(cfg.head_channels, w)
+        self.head_shared = shared_mlp([cin, head], dims=1)
+        self.classifier = nn.Conv1d(head, cfg.num_classes + 1, 1)
+        self.regression = nn.Conv1d(head, CODE_SIZE, 1)
+
+    @property
+    def feature_channels(self) -> int:
+        return self._feature_channels
+
+    def preprocess(self, points: list[Tensor], generator: torch.Generator | None = None) -> Tensor:  # [B, N, 4]
+        """Crops and resamples each scan to ``num_points`` (random without replacement when it has
+        enough points, else with; ``generator`` makes it reproducible)."""
+        check_point_batch(points)
+        out = []
+        for i, p in enumerate(points):
+            p = crop_to_range(p, self.cfg.point_range, i)
+            n = self.cfg.num_points
+            if len(p) >= n:
+                idx = torch.randperm(len(p), generator=generator)[:n]
+            else:
+                idx = torch.cat([torch.arange(len(p)), torch.randint(len(p), (n - len(p),), generator=generator)])
+            out.append(p[idx.to(p.device)])
+        return torch.stack(out)
+
+    def forward(self, points: Tensor) -> DetectorOutput:
+        if points.dim() != 3 or points.shape[-1] != 4:
+            raise ValueError(f"points must be [B, N, 4] from preprocess(), got {list(points.shape)}")
+        xyz = points[..., :3].contiguous()
+        feats = torch.stack([points[..., 3], points[..., 2]], dim=-1)
+        levels = [(xyz, feats)]
+        for sa in self.sa:
+            levels.append(sa(*levels[-1]))
+        coarse_xyz, coarse = levels[-1]
+        for level, fp in enumerate(self.fp):
+            fine_xyz, skip = levels[-2 - level]
+            coarse = fp(fine_xyz, coarse_xyz, coarse, skip)
+            coarse_xyz = fine_xyz
+        shared = self.head_shared(coarse.transpose(1, 2))
+        logits = self.classifier(shared).transpose(1, 2)  # [B, N, K + 1]
+        regression = self.regression(shared).transpose(1, 2)  # [B, N, 8]
+        return DetectorOutput(
+            features=coarse,
+            importance=torch.softmax(logits, -1)[..., 1:].amax(-1),
+            response_logits=logits.reshape(-1, logits.shape[-1]),
+            head={"logits": logits, "regression": regression, "xyz": xyz},
+        )
+
+    def targets(self, xyz: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(class [N] with 0 = background, codes [N, 8], weight [N])`` for one scan."""
+        n = xyz.shape[0]
+        cls = torch.zeros(n, dtype=torch.long, device=xyz.device)
+        codes = torch.zeros(n, CODE_SIZE, device=xyz.device)
+        weight = torch.ones(n, device=xyz.device)
+        if len(boxes) == 0:
+            return cls, codes, weight
+        boxes = boxes.to(xyz)
+        inside = points_in_boxes(xyz, boxes)
+        near = points_in_boxes(xyz, boxes, margin=self.cfg.ignore_margin)
+        fg = inside.any(1)
+        owner = inside.float().argmax(1)
+        cls[fg] = labels.to(xyz.device)[owner[fg]] + 1
+        codes[fg] = encode_boxes(boxes[owner[fg]], xyz[fg], xyz.new_ones(3))
+        weight[near.any(1) & ~fg] = 0.0
+        return cls, codes, weight
+
+    def loss(self, out: DetectorOutput, boxes: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
+        logits, regression, xyz = out.head["logits"], out.head["regression"], out.head["xyz"]
+        cls, codes, weight = zip(*(self.targets(xyz[b], boxes[b], labels[b]) for b in range(len(boxes))))
+        cls, codes, weight = torch.cat(cls), torch.cat(codes), torch.cat(weight)
+        cls_loss = softmax_focal_loss(logits.reshape(-1, logits.shape[-1]), cls, weight, self.cfg.focal_gamma)
+        fg = cls > 0
+        reg = regression.reshape(-1, CODE_SIZE)
+        reg_loss = F.smooth_l1_loss(reg[fg], codes[fg]) if bool(fg.any()) else reg.sum() * 0
+        return {"cls": cls_loss, "reg": self.cfg.reg_weight * reg_loss}
+
+    @torch.no_grad()
+    def decode(self, out: DetectorOutput) -> list[Detections]:
+        probs = torch.softmax(out.head["logits"], -1)[..., 1:]
+        scores, labels = probs.max(-1)
+        boxes = decode_boxes(out.head["regression"], out.head["xyz"], out.head["xyz"].new_ones(3))
+        return [select_detections(boxes[b], scores[b], labels[b], self.cfg.postprocess) for b in range(len(boxes))]
+
+
+__all__ = ["PointDetectorConfig", "PointDetector", "SetAbstraction", "FeaturePropagation", "softmax_focal_loss"]

@@ -1,0 +1,196 @@
+"""Training, distillation, evaluation and checkpoints of the point-cloud detectors.
+
+One loop serves teacher training, student training without KD, and distillation: with a teacher
+the total loss is :math:`\\mathcal L_{det}(\\text{student}) + \\mathcal L_{KD}(\\text{teacher}, \\text{student})`,
+the teacher frozen in eval mode and fed the very same preprocessed batch as the student. AdamW with a
+one-cycle learning-rate schedule; checkpoints are written atomically (temporary file, then
+``os.replace``) every ``checkpoint_every`` steps and training resumes from the last one.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distill3d.points.augment import AugmentConfig, GroundTruthDatabase, augment
+from distill3d.points.detector import Detector, DetectorOutput, PostProcessConfig
+from distill3d.points.distill import DistillConfig, build_distill_loss
+from distill3d.points.metrics import DifficultyConfig, FrameResult, evaluate
+from distill3d.points.pillars import PillarConfig, PillarDetector
+from distill3d.points.point_detector import PointDetector, PointDetectorConfig
+from distill3d.points.scan import Scan
+
+Family = Literal["pillars", "point"]
+FAMILIES = ("pillars", "point")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 400
+    batch_size: int = 4
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.1
+    grad_clip: float = 10.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def build_detector(family: Family, num_classes: int, width: float = 1.0) -> Detector:
+    """A detector of ``family`` with default settings and channel multiplier ``width``."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    if family == "pillars":
+        return PillarDetector(PillarConfig(num_classes=num_classes, width=width))
+    if family == "point":
+        return PointDetector(PointDetectorConfig(num_classes=num_classes, width=width))
+    raise ValueError(f"unknown detector family {family!r}; choose one of {FAMILIES}")
+
+
+def family_of(model: Detector) -> Family:
+    return "pillars" if isinstance(model, PillarDetector) else "point"
+
+
+def _detector_from_config(family: Family, cfg: dict) -> Detector:
+    cfg = dict(cfg)
+    cfg["postprocess"] = PostProcessConfig(**cfg["postprocess"])
+    return PillarDetector(PillarConfig(**cfg)) if family == "pillars" else PointDetector(PointDetectorConfig(**cfg))
+
+
+def save_checkpoint(path: Path, model: Detector, meta: dict, **extra) -> None:
+    """Writes ``path`` atomically: model config and weights, ``meta`` (class names, IoU thresholds,
+    how it was trained) and any ``extra`` state (optimizer, step) for resuming."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"family": family_of(model), "model_config": asdict(model.cfg), "state_dict": model.state_dict(), "meta": meta, **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> tuple[Detector, dict]:
+    """``(detector in eval mode, checkpoint dict)``; clear errors for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "family" not in state or "model_config" not in state:
+        raise ValueError(f"{path} is not a distill3d points detector checkpoint")
+    model = _detector_from_config(state["family"], state["model_config"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), state
+
+
+def _batch_tensors(scans: list[Scan]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    return ([torch.from_numpy(s.points) for s in scans], [torch.from_numpy(s.boxes) for s in scans],
+            [torch.from_numpy(s.labels) for s in scans])
+
+
+def train_detector(
+    model: Detector,
+    scans: list[Scan],
+    cfg: TrainConfig,
+    checkpoint: Path | None = None,
+    *,
+    meta: dict | None = None,
+    teacher: Detector | None = None,
+    distill: DistillConfig | None = None,
+    progress: bool = True,
+) -> Detector:
+    """Trains ``model`` on ``scans`` (distilling from ``teacher`` when given); resumes from
+    ``checkpoint`` if it holds an unfinished run, and writes it as it goes."""
+    if not scans:
+        raise ValueError("no training scans")
+    for s in scans:
+        s.validate()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    distill_loss = None
+    if teacher is not None:
+        if family_of(teacher) != family_of(model):
+            raise ValueError(f"teacher is a {family_of(teacher)} detector, student a {family_of(model)} one: distill within a family")
+        distill = distill or DistillConfig()
+        distill_loss = build_distill_loss(distill, teacher.feature_channels, model.feature_channels)
+        teacher.eval().requires_grad_(False)
+    params = list(model.parameters()) + (list(distill_loss.parameters()) if distill_loss is not None else [])
+    optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=cfg.warmup_fraction)
+    database = GroundTruthDatabase.from_scans(scans) if cfg.augment.gt_sampling else None
+    meta = dict(meta or {}, train_config=asdict(cfg), distill=asdict(distill) if distill_loss is not None else None)
+
+    start = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("step", cfg.steps) < cfg.steps and "optimizer" in state:
+            model.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            if distill_loss is not None and state.get("distill_state") is not None:
+                distill_loss.load_state_dict(state["distill_state"])
+            rng.bit_generator.state = state["numpy_rng"]
+            generator.set_state(state["torch_rng"])
+            start = state["step"]
+
+    def save(step: int) -> None:
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, meta, step=step, optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
+                            distill_state=distill_loss.state_dict() if distill_loss is not None else None,
+                            numpy_rng=rng.bit_generator.state, torch_rng=generator.get_state())
+
+    model.train()
+    bar = tqdm(range(start, cfg.steps), desc="distill" if teacher is not None else "train", disable=not progress, initial=start, total=cfg.steps)
+    for step in bar:
+        picks = rng.choice(len(scans), size=min(cfg.batch_size, len(scans)), replace=False)
+        batch = [augment(scans[i], cfg.augment, rng, database) for i in picks]
+        points, boxes, labels = _batch_tensors(batch)
+        inputs = model.preprocess(points, generator)
+        out = model(inputs)
+        losses = model.loss(out, boxes, labels)
+        if distill_loss is not None:
+            with torch.no_grad():
+                teacher_out: DetectorOutput = teacher(inputs)
+            losses["kd"] = distill_loss(teacher_out, out)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save(step + 1)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: Detector, scans: list[Scan], batch_size: int = 4, seed: int = 0) -> list[FrameResult]:
+    """Detections of ``model`` on ``scans`` next to their ground truth (point resampling seeded)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    frames = []
+    for i in range(0, len(scans), batch_size):
+        chunk = scans[i : i + batch_size]
+        points, _, _ = _batch_tensors(chunk)
+        detections = model.decode(model(model.preprocess(points, generator)))
+        for scan, det in zip(chunk, detections):
+            frames.append(FrameResult(det.boxes.numpy(), det.scores.numpy(), det.labels.numpy(), scan.boxes, scan.labels, scan.occlusion))
+    return frames
+
+
+def evaluate_detector(model: Detector, scans: list[Scan], class_names: tuple[str, ...], iou_thresholds: tuple[float, ...],
+                      difficulty: DifficultyConfig | None = None, batch_size: int = 4) -> dict[str, float]:
+    """KITTI-style AP (R40, percent) of ``model`` on ``scans``, see :func:`.metrics.evaluate`."""
+    return evaluate(predict(model, scans, batch_size), class_names, iou_thresholds, difficulty)
+
+
+__all__ = ["FAMILIES", "TrainConfig", "build_detector", "family_of", "save_checkpoint", "load_checkpoint",
+           "train_detector", "predict", "evaluate_detector"]
