@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from distillcore.cli import build_parser, run
+from distillcore.cli import build_parser, console, run
 
 # (command, module that registers it, one-line help)
 GROUPS = [
@@ -29,5 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser, argv)
 
 
+def console_main() -> int:
+    """The ``distill3d`` console script."""
+    return console("distill3d", main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from distillcore.cli import build_parser, run
+from distillcore.cli import build_parser, console, run
 
 GROUPS = [
     ("vqgraph", "graphdistill.vqgraph.cli", "train a GNN teacher + codebook and distil it into an MLP"),
@@ -17,5 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser, argv)
 
 
+def console_main() -> int:
+    """The ``graphdistill`` console script."""
+    return console("graphdistill", main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())
