@@ -44,6 +44,83 @@ void require_cuda_build(const at::Tensor& t) {
 #endif
 }
 
+// Returns (radii [C,N,2] int32, means2d [C,N,2], conics [C,N,3], compensations [C,N]).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_forward(
+    const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales, const at::Tensor& viewmats,
+    const at::Tensor& Ks, int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
+    double radius_sigmas, double clamp_margin) {
+    const auto device = means.device();
+    for (const auto* t : {&means, &quats, &scales, &viewmats, &Ks}) {
+        check_input(*t, "projection input", device);
+        TORCH_CHECK(t->scalar_type() == means.scalar_type(), "all projection inputs must share one dtype");
+    }
+    require_cuda_build(means);
+    D3_DEVICE_GUARD(means);
+    const int64_t C = viewmats.size(0), N = means.size(0);
+    auto radii = at::empty({C, N, 2}, means.options().dtype(at::kInt));
+    auto means2d = at::empty({C, N, 2}, means.options());
+    auto conics = at::empty({C, N, 3}, means.options());
+    auto compensations = at::empty({C, N}, means.options());
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_forward", [&] {
+        const distill3d::ProjectionParams<scalar_t> params{width, height, scalar_t(eps2d), scalar_t(near_plane),
+                                                           scalar_t(far_plane), scalar_t(radius_sigmas),
+                                                           scalar_t(clamp_margin)};
+        const auto args = std::make_tuple(
+            C, N, params, means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
+            viewmats.data_ptr<scalar_t>(), Ks.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
+            means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+            compensations.data_ptr<scalar_t>());
+#if defined(D3_WITH_CUDA)
+        if (on_cuda(means)) {
+            std::apply(distill3d::cuda::project_forward<scalar_t>, std::tuple_cat(args, std::make_tuple(stream())));
+            return;
+        }
+#endif
+        std::apply(distill3d::cpu::project_forward<scalar_t>, args);
+    });
+    return {radii, means2d, conics, compensations};
+}
+
+// Returns (v_means [N,3], v_quats [N,4], v_scales [N,3]).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> project_backward(
+    const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales, const at::Tensor& viewmats,
+    const at::Tensor& Ks, int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
+    double radius_sigmas, double clamp_margin, const at::Tensor& radii, const at::Tensor& v_means2d,
+    const at::Tensor& v_conics, const at::Tensor& v_compensations) {
+    const auto device = means.device();
+    for (const auto* t : {&means, &quats, &scales, &viewmats, &Ks, &v_means2d, &v_conics, &v_compensations}) {
+        check_input(*t, "projection input", device);
+        TORCH_CHECK(t->scalar_type() == means.scalar_type(), "all projection inputs must share one dtype");
+    }
+    check_input(radii, "radii", device);
+    TORCH_CHECK(radii.scalar_type() == at::kInt, "radii must be int32");
+    require_cuda_build(means);
+    D3_DEVICE_GUARD(means);
+    const int64_t C = viewmats.size(0), N = means.size(0);
+    auto v_means = at::empty_like(means);
+    auto v_quats = at::empty_like(quats);
+    auto v_scales = at::empty_like(scales);
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_backward", [&] {
+        const distill3d::ProjectionParams<scalar_t> params{width, height, scalar_t(eps2d), scalar_t(near_plane),
+                                                           scalar_t(far_plane), scalar_t(radius_sigmas),
+                                                           scalar_t(clamp_margin)};
+        const auto args = std::make_tuple(
+            C, N, params, means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
+            viewmats.data_ptr<scalar_t>(), Ks.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
+            v_means2d.data_ptr<scalar_t>(), v_conics.data_ptr<scalar_t>(),
+            v_compensations.data_ptr<scalar_t>(), v_means.data_ptr<scalar_t>(), v_quats.data_ptr<scalar_t>(),
+            v_scales.data_ptr<scalar_t>());
+#if defined(D3_WITH_CUDA)
+        if (on_cuda(means)) {
+            std::apply(distill3d::cuda::project_backward<scalar_t>, std::tuple_cat(args, std::make_tuple(stream())));
+            return;
+        }
+#endif
+        std::apply(distill3d::cpu::project_backward<scalar_t>, args);
+    });
+    return {v_means, v_quats, v_scales};
+}
+
 // Returns (tiles_per_gauss [C,N] int32, isect_ids [M] int64 sorted, flatten_ids [M] int32).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> isect_tiles(const at::Tensor& means2d,
                                                                     const at::Tensor& radii,
@@ -238,7 +315,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_backward(
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "distill3d native Gaussian rasterizer (tile binning, alpha compositing forward/backward)";
+    m.doc() = "distill3d native Gaussian rasterizer (projection, tile binning, alpha compositing forward/backward)";
+    m.def("project_forward", &project_forward);
+    m.def("project_backward", &project_backward);
     m.def("isect_tiles", &isect_tiles);
     m.def("isect_offset_encode", &isect_offset_encode);
     m.def("rasterize_forward", &rasterize_forward);

@@ -5,9 +5,28 @@
 #include <cstdint>
 
 #include "distill3d/common.h"
+#include "distill3d/projection_math.h"
 
 namespace distill3d {
 namespace cpu {
+
+// --- projection -------------------------------------------------------------------------------
+
+// Projects N Gaussians (means [N,3], quats [N,4] wxyz, scales [N,3]) into C cameras (viewmats [C,4,4],
+// Ks [C,3,3]): radii [C,N,2], means2d [C,N,2], conics [C,N,3], compensations [C,N] (depths come from torch).
+template <typename scalar_t>
+void project_forward(int64_t C, int64_t N, const ProjectionParams<scalar_t>& params, const scalar_t* means,
+                     const scalar_t* quats, const scalar_t* scales, const scalar_t* viewmats, const scalar_t* Ks,
+                     int32_t* radii, scalar_t* means2d, scalar_t* conics, scalar_t* compensations);
+
+// Writes v_means [N,3], v_quats [N,4], v_scales [N,3] from the gradients of the forward's outputs
+// (`radii` are the forward's: pairs with radius 0 pass no gradient).
+template <typename scalar_t>
+void project_backward(int64_t C, int64_t N, const ProjectionParams<scalar_t>& params, const scalar_t* means,
+                      const scalar_t* quats, const scalar_t* scales, const scalar_t* viewmats, const scalar_t* Ks,
+                      const int32_t* radii, const scalar_t* v_means2d,
+                      const scalar_t* v_conics, const scalar_t* v_compensations, scalar_t* v_means,
+                      scalar_t* v_quats, scalar_t* v_scales);
 
 // --- tile binning -------------------------------------------------------------------------------
 

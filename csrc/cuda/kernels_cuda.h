@@ -8,9 +8,24 @@
 #include <cstdint>
 
 #include "distill3d/common.h"
+#include "distill3d/projection_math.h"
 
 namespace distill3d {
 namespace cuda {
+
+// Projection (shapes as in csrc/cpu/kernels_cpu.h): one thread per Gaussian, looping over cameras.
+template <typename scalar_t>
+void project_forward(int64_t C, int64_t N, const ProjectionParams<scalar_t>& params, const scalar_t* means,
+                     const scalar_t* quats, const scalar_t* scales, const scalar_t* viewmats, const scalar_t* Ks,
+                     int32_t* radii, scalar_t* means2d, scalar_t* conics, scalar_t* compensations,
+                     cudaStream_t stream);
+
+template <typename scalar_t>
+void project_backward(int64_t C, int64_t N, const ProjectionParams<scalar_t>& params, const scalar_t* means,
+                      const scalar_t* quats, const scalar_t* scales, const scalar_t* viewmats, const scalar_t* Ks,
+                      const int32_t* radii, const scalar_t* v_means2d,
+                      const scalar_t* v_conics, const scalar_t* v_compensations, scalar_t* v_means,
+                      scalar_t* v_quats, scalar_t* v_scales, cudaStream_t stream);
 
 template <typename scalar_t>
 void isect_count(int64_t C, int64_t N, const scalar_t* means2d, const int32_t* radii, int64_t tile_size,

@@ -1,7 +1,8 @@
 """The native rasterizer backend: the C++/OpenMP (CPU) and CUDA kernels of ``csrc/`` behind torch.
 
-The kernels compute exactly the stages of the torch reference (:mod:`distill3d.render.tiles`,
-:mod:`distill3d.render.compositing`), with the same tile rule, sort keys and 3DGS cut-offs:
+The kernels compute exactly the stages of the torch reference (:mod:`distill3d.render.projection`,
+:mod:`distill3d.render.tiles`, :mod:`distill3d.render.compositing`), with the same culling rules, tile
+rule, sort keys and 3DGS cut-offs:
 
 .. math::
 
@@ -17,6 +18,9 @@ outer one and every inner loop runs over the tile's 256 pixels as SIMD lanes (ch
 accumulators), so exp, alpha and the colour multiply-adds vectorise for any run-time D. Each Gaussian
 visits only the tile rows its ``alpha >= alpha_min`` ellipse reaches. Gradients are summed over a
 tile's pixels and added once per (Gaussian, tile) with atomics.
+
+The projection runs one OpenMP thread (CUDA thread) per Gaussian over all cameras, so its backward
+sums camera contributions without atomics.
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (ninja) and cached in
 torch's extension directory (``TORCH_EXTENSIONS_DIR``). The CPU build uses ``-march=native``; the
@@ -39,7 +43,8 @@ import torch
 from torch import Tensor
 
 from distillcore.checks import check_positive, check_tensor
-from distill3d.render import compositing
+from distill3d.render import compositing, projection
+from distill3d.render.validation import check_cameras, check_geometry, check_planes
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -155,6 +160,88 @@ def native_build_error() -> str | None:
 
 def _blend_params() -> tuple[float, float, float]:
     return compositing.ALPHA_MIN, compositing.ALPHA_MAX, compositing.TRANSMITTANCE_MIN
+
+
+class _ProjectGaussians(torch.autograd.Function):
+    """EWA projection with the native forward and backward kernels (gradients to means, quats, scales)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, far_plane):
+        params = (width, height, eps2d, near_plane, far_plane, projection.RADIUS_SIGMAS,
+                  projection.FRUSTUM_CLAMP_MARGIN)
+        radii, means2d, conics, compensations = _extension(means.device).project_forward(
+            means, quats, scales, viewmats, Ks, *params
+        )
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii)
+        ctx.params = params
+        ctx.mark_non_differentiable(radii)
+        return radii, means2d, conics, compensations
+
+    @staticmethod
+    def backward(ctx, v_radii, v_means2d, v_conics, v_compensations):
+        means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
+        v_means, v_quats, v_scales = _extension(means.device).project_backward(
+            means, quats, scales, viewmats, Ks, *ctx.params, radii, v_means2d.contiguous(), v_conics.contiguous(),
+            v_compensations.contiguous(),
+        )
+        return v_means, v_quats, v_scales, None, None, None, None, None, None, None
+
+
+def project_gaussians_native(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4] wxyz, any non-zero norm
+    scales: Tensor,  # [N, 3]
+    viewmats: Tensor,  # [C, 4, 4] world -> camera
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Native :func:`distill3d.render.projection.project_gaussians` (same culling, clamping and outputs).
+
+    Returns ``(radii [C, N, 2] int32, means2d [C, N, 2], depths [C, N], conics [C, N, 3],
+    compensations [C, N])``, differentiable to ``means``, ``quats`` and ``scales`` by the native backward.
+    The kernels give cameras no gradient: when ``viewmats`` or ``Ks`` require one (camera pose
+    optimisation), this delegates to the torch reference, whose autograd covers them.
+    """
+    check_geometry(means, quats, scales)
+    check_cameras(viewmats, Ks, width, height)
+    check_planes(near_plane, far_plane, eps2d)
+    if means.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"the native projection supports float32 and float64, got means of dtype {means.dtype}")
+    return project_gaussians_native_unchecked(means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane,
+                                              far_plane)
+
+
+def project_gaussians_native_unchecked(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`project_gaussians_native` without input checks, for callers that validated already (the
+    checks scan every Gaussian and cost several times the kernel)."""
+    if viewmats.requires_grad or Ks.requires_grad:
+        return projection.project_gaussians_unchecked(
+            means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, far_plane
+        )
+    viewmats, Ks = (t.to(device=means.device, dtype=means.dtype).contiguous() for t in (viewmats, Ks))
+    radii, means2d, conics, compensations = _ProjectGaussians.apply(
+        means.contiguous(), quats.contiguous(), scales.contiguous(), viewmats, Ks, int(width), int(height),
+        float(eps2d), float(near_plane), float(far_plane),
+    )
+    # Depths by the reference's own expression: the tile sort keys hold their float bits, so they must be
+    # bitwise the reference's, which a kernel's summation order (or a BLAS's FMAs) would not guarantee.
+    means_cam = torch.einsum("cij,nj->cni", viewmats[:, :3, :3], means) + viewmats[:, None, :3, 3]
+    return radii, means2d, means_cam[..., 2], conics, compensations
 
 
 @torch.no_grad()

@@ -113,11 +113,10 @@ def _stage_functions(backend: str) -> tuple[Callable, Callable, Callable, Callab
     if backend == "torch":
         return reference
     native, _ = _native_module()
-    # Projection and offset encoding are O(N) / O(M); the torch ones serve until native versions exist.
     return (
-        getattr(native, "project_gaussians_native", reference[0]),
+        native.project_gaussians_native_unchecked,  # rasterize() validated the inputs already
         native.isect_tiles_native,
-        getattr(native, "isect_offset_encode_native", reference[2]),
+        native.isect_offset_encode_native,
         native.rasterize_to_pixels_native,
     )
 
