@@ -1,0 +1,288 @@
+"""Feature 3DGS training: fit a Gaussian field to posed images and to a 2D teacher's feature maps.
+
+Per step, for one training view with image ``I`` and teacher map ``T [D, h, w]``:
+
+    R, F = render(view)                                  (RGB and features in one pass, image size)
+    L = (1 - lambda) |R - I|_1 + lambda (1 - SSIM(R, I)) + w_f |resize(dec(F), (h, w)) - T|_1
+
+``dec`` is the speed-up decoder (identity without it). With ``feature_grad_to_geometry=False`` (the
+paper's setting) the feature term trains only the features (and decoder); geometry follows RGB.
+Densification is gsplat's ``DefaultStrategy`` on the rasterizer's ``meta``; the position learning
+rate decays exponentially; the SH degree rises by one every ``sh_degree_interval`` steps.
+
+Runs are resumable bit for bit: a checkpoint holds the field, every optimizer, the strategy's
+running statistics, the step and both random states, written atomically.
+"""
+from __future__ import annotations
+
+import pathlib
+import time
+
+import torch
+from gsplat.strategy import DefaultStrategy
+from gsplat.strategy.ops import reset_opa
+from torch import Tensor
+from tqdm import tqdm
+
+from distillcore.checks import check_tensor
+from distillcore.feature import feature_distill_loss, resize_to
+from distillcore.image import image_loss
+from distillcore.schedule import exponential_decay
+
+from distill3d.data import PointInitConfig, Scene, initial_points
+
+from .checkpoint import load_checkpoint, save_atomic
+from .config import TrainConfig
+from .field import FeatureField
+from .metrics import feature_cosine, image_ssim, psnr
+
+ADAM_EPS = 1e-15  # gsplat / 3DGS: tiny eps, Adam steps are not damped for small gradients
+SCENE_SCALE_MARGIN = 1.1  # gsplat's simple trainer: camera-centre radius times this
+
+
+def validate_inputs(train: Scene, test: Scene | None, teacher_maps: dict[str, Tensor] | None) -> int | None:
+    """Every check that can fail before training starts; returns the teacher dimension D (or None).
+
+    A field needs at least 2 posed training views; every training view needs a teacher map; maps are
+    ``[D, h, w]`` with one D and a grid no finer than the image.
+    """
+    if train.num_views < 2:
+        raise ValueError(f"the training split has {train.num_views} view(s): a 3D field needs at least 2 posed views")
+    if teacher_maps is None:
+        return None
+    for name in train.names:
+        if name not in teacher_maps:
+            raise ValueError(f"no teacher feature map for training view {name!r}")
+    for name, fmap in teacher_maps.items():
+        check_tensor(fmap, f"teacher map of {name!r}", ndim=3, floating=True)
+    dims = sorted({fmap.shape[0] for fmap in teacher_maps.values()})
+    if len(dims) > 1:
+        raise ValueError(f"teacher maps disagree on the channel count: {dims}")
+    sizes = {name: (scene.height, scene.width) for scene in (train, test) if scene is not None for name in scene.names}
+    for name, fmap in teacher_maps.items():
+        if name in sizes and (fmap.shape[1] > sizes[name][0] or fmap.shape[2] > sizes[name][1]):
+            raise ValueError(f"teacher map of {name!r} is {list(fmap.shape[1:])}, larger than its image "
+                             f"{list(sizes[name])}: a teacher grid is never finer than the image")
+    return dims[0]
+
+
+def scene_scale(scene: Scene) -> float:
+    """Radius of the camera centres around their mean, with a margin (gsplat's ``scene_scale``)."""
+    centres = scene.camera_centers()
+    return float((centres - centres.mean(0)).norm(dim=1).max()) * SCENE_SCALE_MARGIN
+
+
+class Trainer:
+    """Trains a :class:`FeatureField` on the ``train`` split with teacher maps ``name -> [D, h, w]``;
+    ``test`` (optional) is evaluated periodically and at the end.
+
+    ``teacher_maps=None`` or ``config.loss.feature_weight == 0`` trains plain 3DGS (the Gaussians then
+    carry a 1-wide feature column that is never rendered, so every field has the same layout).
+    """
+
+    def __init__(self, train: Scene, config: TrainConfig, out_dir: str | pathlib.Path,
+                 teacher_maps: dict[str, Tensor] | None = None, test: Scene | None = None,
+                 name: str | None = None):
+        self.use_features = teacher_maps is not None and config.loss.feature_weight > 0
+        maps = teacher_maps if self.use_features else None
+        teacher_dim = validate_inputs(train, test, maps)
+        if config.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {config.steps}")
+        if config.decoder.enabled and config.decoder.low_dim < 1:
+            raise ValueError(f"decoder.low_dim must be >= 1, got {config.decoder.low_dim}")
+        self.train_scene, self.test_scene, self.config, self.teacher_maps = train, test, config, maps
+        self.name = name or (train.root.name if train.root is not None else "scene")
+        self.out_dir = pathlib.Path(out_dir)
+        self.device = torch.device(config.device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # gsplat's split samples with the global generator
+        self.scene_scale = scene_scale(train)
+        init = config.init
+        points, colors = initial_points(train, PointInitConfig(init.method, init.num_points, init.random_radius,
+                                                               config.seed))
+        low_dim = config.decoder.low_dim if (config.decoder.enabled and self.use_features) else None
+        self.field = FeatureField.from_points(points, colors, config.sh_degree, teacher_dim or 1, init,
+                                              low_dim).to(self.device)
+        self.step = 0
+        self.history: list[dict] = []
+        self._build_optimizers()
+        d = config.densify
+        self.strategy = DefaultStrategy(
+            prune_opa=d.prune_opa, grow_grad2d=d.grow_grad2d, grow_scale3d=d.grow_scale3d,
+            prune_scale3d=d.prune_scale3d, refine_start_iter=d.refine_start_iter,
+            refine_stop_iter=d.refine_stop_iter if d.enabled else 0, refine_every=d.refine_every,
+            reset_every=d.reset_every, absgrad=d.absgrad)
+        self.strategy.check_sanity(self.field.splats, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+
+    # ----------------------------------------------------------------------------------- set-up
+    def _build_optimizers(self) -> None:
+        o = self.config.optim
+        lrs = {"means": o.means_lr_init * self.scene_scale, "scales": o.scales_lr, "quats": o.quats_lr,
+               "opacities": o.opacities_lr, "sh0": o.sh0_lr, "shN": o.shN_lr, "features": o.features_lr}
+        self.optimizers = {
+            name: torch.optim.Adam([{"params": p, "lr": lrs[name], "name": name}], eps=ADAM_EPS)
+            for name, p in self.field.splats.items()
+        }
+        decoder = self.field.decoder
+        self.decoder_optimizer = torch.optim.Adam(decoder.parameters(), lr=o.decoder_lr) if decoder else None
+
+    def means_lr(self, step: int) -> float:
+        o = self.config.optim
+        return exponential_decay(step, o.means_lr_init * self.scene_scale, o.means_lr_final * self.scene_scale,
+                                 self.config.steps)
+
+    def sh_degree_at(self, step: int) -> int:
+        return min(step // self.config.sh_degree_interval, self.config.sh_degree)
+
+    def background(self) -> Tensor:
+        return self.train_scene.background.to(self.device, torch.float32)
+
+    def render_view(self, scene: Scene, index: int, **kwargs):
+        """Renders view ``index`` of ``scene`` with the current field (kwargs go to ``FeatureField.render``)."""
+        return self.field.render(
+            scene.viewmats[index:index + 1].to(self.device), scene.Ks[index:index + 1].to(self.device),
+            scene.width, scene.height, background=self.background(), backend=self.config.backend, **kwargs)
+
+    # ----------------------------------------------------------------------------------- train
+    def train_step(self) -> dict[str, float]:
+        cfg, step = self.config, self.step
+        scene = self.train_scene
+        index = int(torch.randint(scene.num_views, (1,), generator=self.generator))
+        self.optimizers["means"].param_groups[0]["lr"] = self.means_lr(step)
+        out = self.render_view(scene, index, sh_degree=self.sh_degree_at(step), with_features=self.use_features,
+                               feature_grad_to_geometry=cfg.loss.feature_grad_to_geometry)
+        self.strategy.step_pre_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
+        target = scene.images[index].permute(2, 0, 1)[None].to(self.device)
+        rgb_loss = image_loss(out.rgb, target, cfg.loss.lambda_dssim, padding="same")
+        loss = rgb_loss
+        logs = {"rgb_loss": float(rgb_loss.detach())}
+        if self.use_features:
+            teacher = self.teacher_maps[scene.names[index]].to(self.device)
+            pred = resize_to(out.features, tuple(teacher.shape[1:]))
+            feature_loss = feature_distill_loss(pred, teacher[None], cfg.loss.feature_kind)
+            loss = loss + cfg.loss.feature_weight * feature_loss
+            logs["feature_loss"] = float(feature_loss.detach())
+        loss.backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if self.decoder_optimizer is not None:
+            self.decoder_optimizer.step()
+            self.decoder_optimizer.zero_grad(set_to_none=True)
+        self.strategy.step_post_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
+        self._reset_opacities(step)
+        self.step += 1
+        logs["psnr"] = psnr(out.rgb.detach().clamp(0, 1), target)
+        return logs
+
+    def _reset_opacities(self, step: int) -> None:
+        """3DGS's periodic opacity reset. gsplat 1.5.3's ``DefaultStrategy`` tests
+        ``step % reset_every == 0 & step > 0``, which Python reads as a chained comparison that is
+        always False, so the reset never happens there; it is done here instead."""
+        d = self.config.densify
+        if d.enabled and 0 < step < d.refine_stop_iter and step % d.reset_every == 0:
+            reset_opa(self.field.splats, self.optimizers, self.strategy_state, value=d.prune_opa * 2.0)
+
+    def train(self, progress: bool = True, until: int | None = None) -> dict[str, float]:
+        """Runs to ``config.steps`` (or stops early at step ``until``, checkpointed, resumable);
+        evaluates and checkpoints periodically; returns the final metrics."""
+        cfg = self.config
+        stop = cfg.steps if until is None else min(until, cfg.steps)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.name}", disable=not progress)
+        started = time.perf_counter()
+        while self.step < stop:
+            logs = self.train_step()
+            bar.update(1)
+            if self.step % 10 == 0 or self.step == stop:
+                bar.set_postfix(loss=f"{logs['rgb_loss']:.4f}", psnr=f"{logs['psnr']:.2f}",
+                                gaussians=self.field.num_gaussians)
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.test_scene is not None:
+                self.history.append({"step": self.step, **self.evaluate()})
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        metrics = {"step": self.step, "num_gaussians": self.field.num_gaussians,
+                   "train_seconds": time.perf_counter() - started}
+        if self.step == cfg.steps and self.test_scene is not None:
+            metrics.update(self.evaluate())
+        self.history.append(metrics)
+        self.save_checkpoint()
+        return metrics
+
+    # ----------------------------------------------------------------------------------- eval
+    @torch.no_grad()
+    def evaluate(self, scene: Scene | None = None, teacher_maps: dict[str, Tensor] | None = None) -> dict[str, float]:
+        """Mean PSNR / SSIM (and feature cosine where teacher maps exist) over the views of ``scene``
+        (default: the test split)."""
+        scene = self.test_scene if scene is None else scene
+        if scene is None:
+            raise ValueError("no scene to evaluate: pass one or give the trainer a test split")
+        maps = self.teacher_maps if teacher_maps is None else teacher_maps
+        psnrs, ssims, cosines = [], [], []
+        for index, name in enumerate(scene.names):
+            out = self.render_view(scene, index, with_features=self.use_features)
+            rgb = out.rgb[0].clamp(0, 1)
+            target = scene.images[index].permute(2, 0, 1).to(self.device)
+            psnrs.append(psnr(rgb, target))
+            ssims.append(image_ssim(rgb, target))
+            if self.use_features and maps is not None and name in maps:
+                teacher = maps[name].to(self.device)
+                pred = resize_to(out.features, tuple(teacher.shape[1:]))[0]
+                cosines.append(feature_cosine(pred, teacher))
+        metrics = {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
+        if cosines:
+            metrics["feature_cosine"] = sum(cosines) / len(cosines)
+        return metrics
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> pathlib.Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "scene": self.name,
+            "field_config": self.field.config_dict(),
+            "field_state": self.field.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "decoder_optimizer": self.decoder_optimizer.state_dict() if self.decoder_optimizer else None,
+            "strategy_state": self.strategy_state,
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "history": self.history,
+        }
+
+    def save_checkpoint(self, path: str | pathlib.Path | None = None) -> pathlib.Path:
+        return save_atomic(self.state(), path or self.checkpoint_path)
+
+    def resume(self, path: str | pathlib.Path | None = None) -> int:
+        """Restores everything from a checkpoint (default: ``out_dir/checkpoint.pt``); returns its step."""
+        state = load_checkpoint(path or self.checkpoint_path)
+        if state["scene"] != self.name:
+            raise ValueError(f"checkpoint is of scene {state['scene']!r}, not {self.name!r}")
+        if state["field_config"] != self.field.config_dict():
+            raise ValueError(f"checkpoint field {state['field_config']} does not match {self.field.config_dict()}")
+        self.field = FeatureField.from_state(state["field_config"], state["field_state"]).to(self.device)
+        self._build_optimizers()
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        if self.decoder_optimizer is not None:
+            self.decoder_optimizer.load_state_dict(state["decoder_optimizer"])
+        self.strategy_state = state["strategy_state"]
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"])
+        self.step = state["step"]
+        self.history = state["history"]
+        return self.step
+
+
+def field_from_checkpoint(path: str | pathlib.Path) -> tuple[FeatureField, dict]:
+    """The trained field of a checkpoint and the checkpoint's training config (as a dict)."""
+    state = load_checkpoint(path)
+    return FeatureField.from_state(state["field_config"], state["field_state"]), state["config"]
+
+
+__all__ = ["Trainer", "validate_inputs", "field_from_checkpoint", "scene_scale"]

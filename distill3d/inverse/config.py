@@ -1,0 +1,126 @@
+"""Hyper-parameters of progressive radiance distillation (PRD), one dataclass per concern.
+
+Training = radiance pre-training (plain 3DGS with the Feature 3DGS trainer, ``radiance``) followed by
+the physical ``stages``; each stage names the parameter groups it trains and its loss weights:
+
+    L = w_img L_img(I, I_gt) + w_prog mean_fg(1 - alpha_p) + w_light L_light + w_mask |A - A_gt|_1
+
+``I = alpha_p I_phys + (1 - alpha_p) I_rad`` (``alpha_p``: the splatted progress map), ``L_img`` the
+3DGS photometric loss, ``mean_fg`` a mean over object pixels (needs the scene's masks), ``L_light`` the
+neutral-light prior of nvdiffrec (mean |L_c - mean_c L| over texels, against albedo/light colour
+ambiguity), ``A`` the rendered coverage. Groups: ``geometry`` (means, quats, scales, opacities),
+``radiance`` (SH), ``albedo``, ``roughness``, ``metallic``, ``progress``, ``normal_residual``, ``light``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from distill3d.fields.config import DensifyConfig, TrainConfig, _from_dict
+
+from .brdf_lut import BRDFLutConfig
+from .prefilter import PrefilterConfig
+
+GROUPS = ("geometry", "radiance", "albedo", "roughness", "metallic", "progress", "normal_residual", "light")
+
+
+@dataclass
+class StageConfig:
+    name: str
+    steps: int
+    groups: tuple[str, ...]
+    image_weight: float = 1.0
+    progress_weight: float = 0.0
+    light_weight: float = 0.0
+    mask_weight: float = 0.0
+    lr_scale: float = 1.0  # multiplies every group's learning rate (joint refinement fine-tunes)
+
+    @property
+    def needs_masks(self) -> bool:
+        return self.progress_weight > 0 or self.mask_weight > 0
+
+
+def default_stages() -> list[StageConfig]:
+    """The paper's schedule after radiance pre-training: specular, diffuse, joint refinement."""
+    return [
+        StageConfig("specular", 300, ("light", "roughness", "metallic", "progress")),
+        StageConfig("diffuse", 400, ("albedo", "roughness", "metallic", "light", "progress"),
+                    progress_weight=0.05, light_weight=0.005, mask_weight=0.0),
+        StageConfig("joint", 300, GROUPS, progress_weight=0.05, light_weight=0.005, mask_weight=0.1, lr_scale=0.3),
+    ]
+
+
+@dataclass
+class MaterialInitConfig:
+    roughness: float = 0.5
+    metallic: float = 0.05
+    progress: float = 0.5  # below 1: the radiance field keeps explaining what the physics cannot yet
+    light: float = 0.8  # initial environment radiance (uniform)
+
+
+@dataclass
+class ModelConfig:
+    env_resolution: int = 16  # cube-map face size of the learned light
+    min_roughness: float = 0.04  # roughness = min + (1 - min) sigmoid(raw): no degenerate mirror lobes
+    normal_residual: bool = False  # learn a per-Gaussian residual added to the shortest-axis normal
+    progress: Literal["learned", "one"] = "learned"  # "one": alpha_p = 1, no radiance fallback (GS-IR style)
+    material_grad_to_geometry: bool = True  # may shading losses move the Gaussians (through compositing)
+    prefilter: PrefilterConfig = field(default_factory=PrefilterConfig)
+    brdf_lut: BRDFLutConfig = field(default_factory=BRDFLutConfig)
+    init: MaterialInitConfig = field(default_factory=MaterialInitConfig)
+
+
+@dataclass
+class PRDOptimConfig:
+    means_lr: float = 1.6e-6  # times the scene scale (the pre-training's final rate)
+    quats_lr: float = 1e-3
+    scales_lr: float = 5e-3
+    opacities_lr: float = 5e-3
+    sh0_lr: float = 2.5e-3
+    shN_lr: float = 2.5e-3 / 20
+    albedo_lr: float = 2e-2
+    roughness_lr: float = 2e-2
+    metallic_lr: float = 2e-2
+    progress_lr: float = 2e-2
+    normal_residual_lr: float = 1e-3
+    light_lr: float = 3e-2
+
+
+def default_radiance() -> TrainConfig:
+    return TrainConfig(teacher="none", steps=3000, sh_degree=3, sh_degree_interval=500,
+                       densify=DensifyConfig(refine_start_iter=300, refine_stop_iter=2000, reset_every=1000))
+
+
+@dataclass
+class PRDConfig:
+    radiance: TrainConfig = field(default_factory=default_radiance)
+    stages: list[StageConfig] = field(default_factory=default_stages)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: PRDOptimConfig = field(default_factory=PRDOptimConfig)
+    lambda_dssim: float = 0.2
+    checkpoint_every: int = 200  # physical-stage steps between checkpoints (0: at stage ends only)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PRDConfig":
+        data = dict(data)
+        stages = data.pop("stages", None)
+        config = _from_dict(cls, data)
+        if stages is not None:
+            config.stages = [StageConfig(**{**s, "groups": tuple(s["groups"])}) for s in stages]
+        return config
+
+    def validate(self) -> None:
+        if not self.stages:
+            raise ValueError("PRDConfig.stages is empty: give at least one physical stage")
+        for stage in self.stages:
+            unknown = set(stage.groups) - set(GROUPS)
+            if unknown:
+                raise ValueError(f"stage {stage.name!r}: unknown parameter groups {sorted(unknown)} (choose from {GROUPS})")
+            if stage.steps < 0:
+                raise ValueError(f"stage {stage.name!r}: steps must be >= 0, got {stage.steps}")
+        if self.model.progress not in ("learned", "one"):
+            raise ValueError(f"model.progress must be 'learned' or 'one', got {self.model.progress!r}")

@@ -1,0 +1,193 @@
+"""The physical model on Gaussians: per-Gaussian materials, a learned light, and a radiance fallback.
+
+Each Gaussian carries, besides its geometry and radiance (SH) colour, raw material channels
+(``Gaussians`` extras, activated here):
+
+    albedo    = sigmoid(a_raw)                      [N, 3] linear base colour
+    roughness = r_min + (1 - r_min) sigmoid(r_raw)   [N, 1]
+    metallic  = sigmoid(m_raw)                      [N, 1]
+    progress  = sigmoid(p_raw)                      [N, 1] how much the physical model explains
+    normal    = shortest axis facing the camera (+ residual)   (``normals.py``)
+
+One rasterizer pass renders the radiance image ``I_rad`` (SH colour, over the background) and the
+material / progress / normal maps as feature channels; deferred shading (``shading.py``) of the
+normalised maps (divided by the coverage A) gives the physical image, tone-mapped and composited
+over the background:
+
+    I_phys = A srgb(shade(maps, light)) + (1 - A) bg,     I = alpha_p I_phys + (1 - alpha_p) I_rad
+
+with ``alpha_p`` the progress map (``ModelConfig.progress == "one"`` fixes it to 1: no fallback).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from distill3d.data.colorspace import linear_to_srgb, srgb_to_linear
+from distill3d.gaussians import SH_C0, STANDARD_KEYS, Gaussians
+from distill3d.render import rasterize
+
+from .brdf_lut import brdf_lut
+from .config import ModelConfig
+from .cubemap import EnvironmentMap
+from .normals import gaussian_normals, pixel_view_directions
+from .shading import PreparedLight, prepare_light, shade
+
+MATERIAL_CHANNELS = {"albedo": 3, "roughness": 1, "metallic": 1, "progress": 1}
+COVERAGE_EPS = 1e-4  # coverage below which a pixel's maps are not normalised (empty pixels)
+LOGIT_CLAMP = 1e-4  # keeps logits of initial values finite
+
+
+def _pixels(x: Tensor) -> Tensor:  # [H, W, C] -> [HW, C]
+    return x.reshape(-1, x.shape[-1])
+
+
+def _channels_first(x: Tensor) -> Tensor:  # [H, W, C] -> [C, H, W]
+    return x.permute(2, 0, 1)
+
+
+def _logit(p: Tensor | float) -> Tensor:
+    p = torch.as_tensor(p, dtype=torch.float32).clamp(LOGIT_CLAMP, 1.0 - LOGIT_CLAMP)
+    return torch.log(p / (1.0 - p))
+
+
+@dataclass
+class PRDRender:
+    image: Tensor  # [3, H, W] the blended image (sRGB)
+    physical: Tensor  # [3, H, W] I_phys (sRGB, over the background)
+    radiance: Tensor  # [3, H, W] I_rad
+    progress: Tensor  # [1, H, W] alpha_p
+    coverage: Tensor  # [1, H, W] A
+    albedo: Tensor  # [3, H, W] linear (normalised by coverage)
+    roughness: Tensor  # [1, H, W]
+    metallic: Tensor  # [1, H, W]
+    normals: Tensor  # [3, H, W] world-space unit normals (0 where empty)
+    diffuse: Tensor  # [3, H, W] linear shading terms
+    specular: Tensor  # [3, H, W]
+    meta: dict
+
+
+class PRDModel(nn.Module):
+    """Gaussians with material extras (``MATERIAL_CHANNELS``, optional ``normal_residual``) + a light."""
+
+    def __init__(self, gaussians: Gaussians, config: ModelConfig = ModelConfig(),
+                 light: EnvironmentMap | None = None):
+        super().__init__()
+        wanted = dict(MATERIAL_CHANNELS, **({"normal_residual": 3} if config.normal_residual else {}))
+        for name, width in wanted.items():
+            if name not in gaussians.params or gaussians.params[name].shape[1] != width:
+                raise ValueError(f"gaussians need a {width}-wide {name!r} channel group (see PRDModel.from_radiance)")
+        self.gaussians = gaussians
+        self.config = config
+        self.light = light if light is not None else EnvironmentMap(config.env_resolution, config.init.light)
+        self.register_buffer("brdf_table", brdf_lut(config.brdf_lut).clone(), persistent=False)
+
+    @classmethod
+    def from_radiance(cls, radiance: Gaussians, config: ModelConfig = ModelConfig()) -> "PRDModel":
+        """Starts from a trained radiance field: its geometry and SH, albedo = its linear base colour,
+        the other materials and the light at ``config.init``. Extra groups (e.g. features) are dropped."""
+        p = radiance.params
+        n = len(radiance)
+        base_color = srgb_to_linear((0.5 + SH_C0 * p["sh0"][:, 0]).detach().clamp(0.0, 1.0))
+        init = config.init
+        r = (init.roughness - config.min_roughness) / (1.0 - config.min_roughness)
+        extras = {
+            "albedo": _logit(base_color),
+            "roughness": _logit(r).expand(n, 1),
+            "metallic": _logit(init.metallic).expand(n, 1),
+            "progress": _logit(init.progress).expand(n, 1),
+        }
+        if config.normal_residual:
+            extras["normal_residual"] = torch.zeros(n, 3)
+        gaussians = Gaussians(**{k: p[k].detach() for k in STANDARD_KEYS}, extras=extras)
+        return cls(gaussians, config)
+
+    @classmethod
+    def from_state(cls, config: ModelConfig, state: dict[str, Tensor]) -> "PRDModel":
+        """Rebuilds a model saved as ``state_dict()`` (any number of Gaussians)."""
+        prefix = "gaussians.params."
+        params = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        standard = {k: params.pop(k) for k in STANDARD_KEYS}
+        model = cls(Gaussians(**standard, extras=params), config,
+                    EnvironmentMap(state["light.log_radiance"].shape[1]))
+        model.load_state_dict(state)
+        return model
+
+    # ---- activated per-Gaussian materials ------------------------------------------------------------
+    def albedo(self) -> Tensor:
+        return torch.sigmoid(self.gaussians.params["albedo"])
+
+    def roughness(self) -> Tensor:
+        r_min = self.config.min_roughness
+        return r_min + (1.0 - r_min) * torch.sigmoid(self.gaussians.params["roughness"])
+
+    def metallic(self) -> Tensor:
+        return torch.sigmoid(self.gaussians.params["metallic"])
+
+    def progress(self) -> Tensor:
+        return torch.sigmoid(self.gaussians.params["progress"])
+
+    def prepare_light(self, light: EnvironmentMap | None = None) -> PreparedLight:
+        """SH + pre-filtered levels of ``light`` (default: the learned one)."""
+        return prepare_light((light or self.light).radiance(), self.config.prefilter)
+
+    # ---- rendering ------------------------------------------------------------------------------------
+    def render(self, viewmat: Tensor,  # [4, 4]
+               K: Tensor,  # [3, 3]
+               width: int, height: int, background: Tensor,  # [3]
+               *, light: PreparedLight | None = None, sh_degree: int | None = None,
+               backend: str = "auto") -> PRDRender:
+        """Renders one view (normals face this camera) under ``light`` (default: the learned light)."""
+        g = self.gaussians
+        camera_center = torch.linalg.inv(viewmat)[:3, 3]
+        residual = g.params["normal_residual"] if self.config.normal_residual else None
+        normals = gaussian_normals(g.means, g.quats, g.activated_scales, camera_center, residual)
+        features = torch.cat([self.albedo(), self.roughness(), self.metallic(), self.progress(), normals], dim=-1)
+        degree = g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
+        rendered, maps, coverage, meta = rasterize(
+            g.means, g.quats, g.activated_scales, g.activated_opacities, g.sh_coeffs, viewmat[None], K[None],
+            width, height, features=features, sh_degree=degree, backgrounds=background[None],
+            feature_grad_to_geometry=self.config.material_grad_to_geometry, backend=backend)
+        radiance, maps, coverage = rendered[0], maps[0], coverage[0]  # [H, W, *]
+        covered = coverage.clamp(min=COVERAGE_EPS)
+        albedo, roughness, metallic = maps[..., 0:3] / covered, maps[..., 3:4] / covered, maps[..., 4:5] / covered
+        pixel_normals = F.normalize(maps[..., 6:9], dim=-1)
+        light = light if light is not None else self.prepare_light()
+        view_dirs = pixel_view_directions(viewmat, K, width, height)
+        shading = shade(_pixels(pixel_normals), _pixels(view_dirs), _pixels(albedo).clamp(0, 1),
+                        _pixels(roughness).clamp(self.config.min_roughness, 1), _pixels(metallic).clamp(0, 1),
+                        light, self.brdf_table)
+        srgb = linear_to_srgb(shading.radiance).reshape(height, width, 3)
+        physical = coverage * srgb + (1.0 - coverage) * background
+        if self.config.progress == "one":
+            progress = torch.ones_like(coverage)
+        else:
+            progress = (maps[..., 5:6] / covered).clamp(0.0, 1.0)
+        image = progress * physical + (1.0 - progress) * radiance
+        chw = _channels_first
+        return PRDRender(
+            image=chw(image), physical=chw(physical), radiance=chw(radiance), progress=chw(progress),
+            coverage=chw(coverage), albedo=chw(albedo), roughness=chw(roughness), metallic=chw(metallic),
+            normals=chw(pixel_normals), diffuse=chw(shading.diffuse.reshape(height, width, 3)),
+            specular=chw(shading.specular.reshape(height, width, 3)), meta=meta)
+
+    # ---- groups of parameters ---------------------------------------------------------------------------
+    def group_parameters(self, group: str) -> dict[str, nn.Parameter]:
+        """name -> parameter of a training group (``config.GROUPS``)."""
+        p = self.gaussians.params
+        members = {"geometry": ("means", "quats", "scales", "opacities"), "radiance": ("sh0", "shN")}.get(group, (group,))
+        if group == "light":
+            return {"light": self.light.log_radiance}
+        return {name: p[name] for name in members if name in p}
+
+
+def light_regularizer(light: EnvironmentMap) -> Tensor:
+    """nvdiffrec's neutral-light prior: mean over texels of ``|L_c - mean_c L|``."""
+    radiance = light.radiance()
+    return (radiance - radiance.mean(dim=-1, keepdim=True)).abs().mean()
+
+
+__all__ = ["PRDModel", "PRDRender", "MATERIAL_CHANNELS", "light_regularizer"]

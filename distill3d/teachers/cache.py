@@ -1,0 +1,79 @@
+"""On-disk cache of teacher features, keyed by scene + teacher + image.
+
+Layout: ``root / scene / teacher.fingerprint() / f"{image_name}-{sha1(image)[:16]}.pt"``. The
+teacher's fingerprint changes with its configuration, and the image's content hash makes an edited
+image a miss rather than a stale hit. Writes are atomic (temporary file, then ``os.replace``), so an
+interrupted run never leaves a truncated entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import re
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .base import Teacher, check_image
+
+
+def image_digest(image: Tensor) -> str:
+    """A content hash of ``image`` (its float32 bytes)."""
+    data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "image"
+
+
+class FeatureCache:
+    """Teacher features of a scene's images, computed once and read back from ``root``.
+
+    Attributes ``hits`` and ``misses`` count look-ups since construction.
+    """
+
+    def __init__(self, root: str | pathlib.Path, scene: str, teacher: Teacher):
+        self.teacher = teacher
+        self.directory = pathlib.Path(root) / _safe(scene) / _safe(teacher.fingerprint())
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, image_name: str, image: Tensor) -> pathlib.Path:
+        return self.directory / f"{_safe(image_name)}-{image_digest(image)}.pt"
+
+    def __call__(self, image_name: str, image: Tensor) -> Tensor:
+        """Features ``[D, h, w]`` of ``image [3, H, W]``, from disk when cached."""
+        check_image(image)
+        path = self.path(image_name, image)
+        if path.is_file():
+            features = torch.load(path, map_location="cpu", weights_only=True)
+            if list(features.shape) == [self.teacher.dim, *self.teacher.grid(*image.shape[1:])]:
+                self.hits += 1
+                return features
+        self.misses += 1
+        features = self.teacher(image).cpu()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(features, tmp)
+        os.replace(tmp, path)
+        return features
+
+    def encode_all(self, images: dict[str, Tensor], progress: bool = True) -> dict[str, Tensor]:
+        """Features of every ``name -> image [3, H, W]``."""
+        items = tqdm(images.items(), desc=f"teacher {self.teacher.name}", disable=not progress, leave=False)
+        return {name: self(name, image) for name, image in items}
+
+
+def scene_features(scenes: list, scene_name: str, teacher: Teacher, cache_dir: str | pathlib.Path,
+                   progress: bool = True) -> dict[str, Tensor]:
+    """Teacher maps ``view name -> [D, h, w]`` of every image of ``scenes`` (``distill3d.data.Scene``
+    splits, images ``[V, H, W, 3]``), through the cache ``cache_dir / scene_name``."""
+    cache = FeatureCache(cache_dir, scene_name, teacher)
+    names = [name for scene in scenes for name in scene.names]
+    if len(set(names)) != len(names):
+        raise ValueError("view names must be unique across the splits (they key the teacher maps)")
+    return cache.encode_all({name: scene.images[i].permute(2, 0, 1)
+                             for scene in scenes for i, name in enumerate(scene.names)}, progress)

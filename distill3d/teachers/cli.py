@@ -1,0 +1,103 @@
+"""`distill3d teachers`: list teachers, extract and cache a scene's teacher features, PCA images."""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import torch
+
+DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "distillkit" / "features"
+
+
+def read_image(path: pathlib.Path) -> torch.Tensor:
+    """An image file as ``[3, H, W]`` float in [0, 1] (alpha, if any, composited over black)."""
+    import imageio.v3 as iio
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    array = np.asarray(iio.imread(path))
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    scale = 65535.0 if array.dtype == np.uint16 else 255.0 if array.dtype == np.uint8 else 1.0
+    image = torch.from_numpy(array.astype(np.float32) / scale)
+    if image.shape[2] == 4:
+        image = image[..., :3] * image[..., 3:]
+    return image[..., :3].permute(2, 0, 1).clamp(0, 1).contiguous()
+
+
+def write_image(path: pathlib.Path, image: torch.Tensor) -> None:
+    """Writes ``[3, H, W]`` in [0, 1] as an 8-bit image."""
+    import imageio.v3 as iio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    iio.imwrite(path, array)
+
+
+def _teacher_kwargs(args) -> dict:
+    return {"checkpoint": args.checkpoint} if args.checkpoint else {}
+
+
+def cmd_list(args) -> int:
+    from . import available_teachers
+
+    for entry in available_teachers():
+        own = " [needs --checkpoint]" if entry.needs_checkpoint else ""
+        print(f"{entry.name:32s} {entry.description}{own}")
+    return 0
+
+
+def cmd_pca(args) -> int:
+    import torch.nn.functional as F
+
+    from . import build_teacher, pca_to_rgb
+
+    teacher = build_teacher(args.teacher, **_teacher_kwargs(args))
+    image = read_image(pathlib.Path(args.image))
+    features = teacher(image)
+    rgb = pca_to_rgb(features)
+    rgb = F.interpolate(rgb[None], image.shape[1:], mode="nearest")[0]
+    write_image(pathlib.Path(args.out), rgb)
+    print(f"{args.teacher}: features {list(features.shape)} -> {args.out}")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from distill3d.data import load_scene
+
+    from . import build_teacher, scene_features
+
+    scene_dir = pathlib.Path(args.scene)
+    splits = [load_scene(scene_dir, split) for split in args.splits]
+    teacher = build_teacher(args.teacher, **_teacher_kwargs(args))
+    features = scene_features(splits, scene_dir.name, teacher, args.cache)
+    shape = list(next(iter(features.values())).shape)
+    print(f"{len(features)} maps of shape {shape} cached under {args.cache / scene_dir.name}")
+    return 0
+
+
+def add_parser(subparsers, name: str, help: str) -> None:
+    parser = subparsers.add_parser(name, help=help, description=help)
+    sub = parser.add_subparsers(dest="teachers_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="list the registered teachers")
+    p.set_defaults(func=cmd_list)
+
+    def teacher_options(p):
+        p.add_argument("--teacher", default="efficientnet-lite0",
+                       help="registry name of the teacher (see `distill3d teachers list`)")
+        p.add_argument("--checkpoint", default=None,
+                       help="weights file for teachers that load your own checkpoint (sam, clip)")
+
+    p = sub.add_parser("pca", help="write the PCA-to-RGB image of a teacher's features of one image")
+    p.add_argument("image", help="input image file (PNG/JPEG)")
+    p.add_argument("--out", required=True, help="output PNG, at the image's size (nearest upsampling)")
+    teacher_options(p)
+    p.set_defaults(func=cmd_pca)
+
+    p = sub.add_parser("extract", help="compute and cache the teacher features of every view of a scene")
+    p.add_argument("scene", help="scene directory (Blender transforms_*.json or COLMAP)")
+    p.add_argument("--cache", type=pathlib.Path, default=DEFAULT_CACHE,
+                   help=f"feature cache directory (default {DEFAULT_CACHE})")
+    teacher_options(p)
+    p.set_defaults(func=cmd_extract)
