@@ -69,17 +69,8 @@ void isect_fill_sorted(int64_t C, int64_t N, const scalar_t* means2d, const int3
 #pragma omp parallel for schedule(static) if (C * N >= kMinParallelGaussians)
     for (int64_t i = 0; i < C * N; ++i) {
         if (tiles_per_gauss[i] == 0) continue;
-        const TileRect r = tile_rect(means2d[2 * i], means2d[2 * i + 1], radii[2 * i], radii[2 * i + 1], tile_size,
-                                     tile_width, tile_height);
-        const int64_t camera = i / N;
-        int64_t pos = starts[i];
-        for (int64_t ty = r.y_min; ty < r.y_max; ++ty) {
-            for (int64_t tx = r.x_min; tx < r.x_max; ++tx) {
-                isect_ids[pos] = isect_key(camera, ty * tile_width + tx, depths[i], tile_bits);
-                flatten_ids[pos] = int32_t(i);
-                ++pos;
-            }
-        }
+        fill_intersections(i, N, means2d, radii, depths, tile_size, tile_width, tile_height, tile_bits, starts[i],
+                           isect_ids, flatten_ids);
     }
     radix_sort_pairs(M, 32 + tile_bits + bits_for(C), isect_ids, flatten_ids, scratch_keys, scratch_ids);
 }

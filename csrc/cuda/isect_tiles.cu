@@ -31,17 +31,8 @@ __global__ void isect_fill_kernel(int64_t C, int64_t N, const scalar_t* __restri
                                   int tile_bits, int64_t* __restrict__ isect_ids, int32_t* __restrict__ flatten_ids) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= C * N || tiles_per_gauss[i] == 0) return;
-    const TileRect r = tile_rect(means2d[2 * i], means2d[2 * i + 1], radii[2 * i], radii[2 * i + 1], tile_size,
-                                 tile_width, tile_height);
-    const int64_t camera = i / N;
-    int64_t pos = starts[i];
-    for (int64_t ty = r.y_min; ty < r.y_max; ++ty) {
-        for (int64_t tx = r.x_min; tx < r.x_max; ++tx) {
-            isect_ids[pos] = isect_key(camera, ty * tile_width + tx, depths[i], tile_bits);
-            flatten_ids[pos] = int32_t(i);
-            ++pos;
-        }
-    }
+    fill_intersections(i, N, means2d, radii, depths, tile_size, tile_width, tile_height, tile_bits, starts[i],
+                       isect_ids, flatten_ids);
 }
 
 // offsets[t] = first intersection of flat tile t; tiles between two runs (empty ones) share the start

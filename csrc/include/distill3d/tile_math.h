@@ -57,6 +57,24 @@ D3_HD int64_t isect_key(int64_t camera, int64_t tile, scalar_t depth, int tile_b
     return (camera << (32 + tile_bits)) | (tile << 32) | int64_t(depth_bits);
 }
 
+// Writes the keys and flat ids of Gaussian i (flat index camera * N + gaussian) from position `pos` on:
+// one Gaussian's share of the intersection list, filled the same way by the CPU loop and the CUDA thread.
+template <typename scalar_t>
+D3_HD void fill_intersections(int64_t i, int64_t N, const scalar_t* means2d, const int32_t* radii,
+                              const scalar_t* depths, int64_t tile_size, int64_t tile_width, int64_t tile_height,
+                              int tile_bits, int64_t pos, int64_t* isect_ids, int32_t* flatten_ids) {
+    const TileRect r = tile_rect(means2d[2 * i], means2d[2 * i + 1], radii[2 * i], radii[2 * i + 1], tile_size,
+                                 tile_width, tile_height);
+    const int64_t camera = i / N;
+    for (int64_t ty = r.y_min; ty < r.y_max; ++ty) {
+        for (int64_t tx = r.x_min; tx < r.x_max; ++tx) {
+            isect_ids[pos] = isect_key(camera, ty * tile_width + tx, depths[i], tile_bits);
+            flatten_ids[pos] = int32_t(i);
+            ++pos;
+        }
+    }
+}
+
 // The (camera * tiles_per_camera + tile) index of a key.
 D3_HD int64_t isect_key_tile(int64_t key, int tile_bits, int64_t tiles_per_camera) {
     const int64_t camera = key >> (32 + tile_bits);
