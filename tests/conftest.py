@@ -19,3 +19,13 @@ def sized(reduced, full):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for tests of small models: on a shared 2-core machine extra OpenMP threads
+    only add synchronisation stalls. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

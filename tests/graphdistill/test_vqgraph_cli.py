@@ -8,7 +8,9 @@ import torch
 from graphdistill.cli import main
 from graphdistill.datasets import karate_club
 from graphdistill.vqgraph import MLPStudent
-from vqgraph_fixtures import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_train_export_predict_round_trip(tmp_path, capsys):
     config = {

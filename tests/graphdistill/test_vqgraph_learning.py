@@ -6,7 +6,9 @@ from conftest import sized
 from graphdistill.datasets import digits_graph
 from graphdistill.vqgraph import MLPStudent, StudentConfig, TeacherConfig, TrainConfig, VQGraphConfig, run_experiment
 from graphdistill.vqgraph.config import SplitConfig
-from vqgraph_fixtures import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.mark.slow
 def test_digits_transductive_learning(tmp_path):

@@ -14,7 +14,9 @@ from graphdistill.vqgraph.reconstruction import edge_reconstruction_loss, sample
 from graphdistill.vqgraph.splits import make_split, observed_graph, production_score
 from graphdistill.vqgraph.teacher import VQGNNTeacher
 from graphdistill.vqgraph.trainer import TeacherTargets, train_student, train_teacher
-from vqgraph_fixtures import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 SMALL_TEACHER = TeacherConfig(hidden_dim=16, code_dim=8, codebook_size=16, kmeans_init=False)
 

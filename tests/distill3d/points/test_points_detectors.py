@@ -10,14 +10,7 @@ from distill3d.points.point_detector import PointDetector, PointDetectorConfig
 from distill3d.points.sampling import ball_group, farthest_point_sample, knn
 from distill3d.points.train import build_detector
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machine is shared: several OpenMP threads per process only oversubscribe it.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gt_boxes():

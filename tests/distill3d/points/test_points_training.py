@@ -10,13 +10,7 @@ from distill3d.points.lidar import LidarConfig
 from distill3d.points.simulate import SimulationConfig, simulate_dataset
 from distill3d.points.train import TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared machine: extra OpenMP threads only oversubscribe it
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

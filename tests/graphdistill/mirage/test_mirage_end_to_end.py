@@ -2,20 +2,12 @@
 import json
 
 import pytest
-import torch
 from conftest import sized
 
 from graphdistill.cli import main
 from graphdistill.mirage.distilled import DistilledDataset
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny graphs gain nothing from intra-op threads, and on a loaded 2-core machine they stall.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow

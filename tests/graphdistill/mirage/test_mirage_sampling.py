@@ -6,14 +6,7 @@ from torch_geometric.data import Data
 from graphdistill.mirage.models import FeatureSpec, ModelConfig
 from graphdistill.mirage.train import TrainConfig, predict_proba, train_gnn, weighted_loader
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny graphs gain nothing from intra-op threads, and on a loaded 2-core machine they stall.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_graph(feature: int, label: int) -> Data:
