@@ -14,6 +14,7 @@ normal mean angular error. Writes ``benchmarks/results/prd.json``.
 
     python benchmarks/prd.py --quick      # 64 x 64, 300 radiance steps, 3 x 50 physical steps
     python benchmarks/prd.py              # 128 x 128, the default PRDConfig schedule
+    python benchmarks/prd.py --quick --progress-sweep 0.1 0.9   # + PRD runs from other initial progress
 """
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ QUICK = {"downsample": 2, "radiance_steps": 300, "stage_steps": (50, 50, 50), "n
 FULL = {"downsample": 1, "radiance_steps": 3000, "stage_steps": None, "num_points": 20_000}
 
 
-def benchmark_config(size: dict, progress: str) -> PRDConfig:
+def benchmark_config(size: dict, progress: str, progress_init: float | None = None) -> PRDConfig:
     config = PRDConfig()
+    if progress_init is not None:
+        config.model.init.progress = progress_init
     radiance = config.radiance
     radiance.steps, radiance.init.num_points, radiance.eval_every = size["radiance_steps"], size["num_points"], 0
     if size["stage_steps"] is not None:  # reduced run: densify and raise the SH degree early
@@ -48,14 +51,17 @@ def benchmark_config(size: dict, progress: str) -> PRDConfig:
     return config
 
 
-def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progress_bars: bool) -> dict:
+def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progress_bars: bool,
+              progress_sweep: tuple[float, ...] = ()) -> dict:
     train, test = load_splits(scene_dir, size["downsample"])
     results: dict[str, dict] = {}
-    for method, progress in (("prd", "learned"), ("alpha_one", "one")):
+    runs = [("prd", "learned", None), ("alpha_one", "one", None)]
+    runs += [(f"prd_progress_init_{p:g}", "learned", p) for p in progress_sweep]
+    for method, progress, progress_init in runs:
         out = workdir / scene_dir.name / method
-        if method == "alpha_one" and not (out / "radiance").exists():
+        if method != "prd" and not (out / "radiance").exists():
             shutil.copytree(workdir / scene_dir.name / "prd" / "radiance", out / "radiance")  # same pre-training
-        trainer = PRDTrainer(train, benchmark_config(size, progress), out, test, name=scene_dir.name)
+        trainer = PRDTrainer(train, benchmark_config(size, progress, progress_init), out, test, name=scene_dir.name)
         if trainer.checkpoint_path.is_file():
             trainer.resume()
         started = time.perf_counter()
@@ -72,11 +78,12 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
 
 
 def print_table(scene: str, r: dict) -> None:
-    cols = ("novel_psnr", "novel_ssim", "relit_psnr", "relit_ssim", "albedo_psnr", "normal_error_deg",
-            "mean_progress_objects")
+    cols = ("novel_psnr", "novel_ssim", "relit_psnr", "relit_psnr_aligned", "relit_ssim", "albedo_psnr",
+            "normal_error_deg", "mean_progress_objects")
     print(f"\n{scene} ({r['resolution'][0]}x{r['resolution'][1]}, {r['train_views']} train / {r['test_views']} test views)")
     print(f"{'method':<34}" + "".join(f"{c:>22}" for c in cols))
     names = {"prd": "(a) PRD", "alpha_one": "(b) physical only (alpha=1)", "plain_3dgs": "(c) plain 3DGS"}
+    names.update({k: f"(a) initial progress {k.rsplit('_', 1)[1]}" for k in r if k.startswith("prd_progress_init_")})
     for key, label in names.items():
         row = r[key]
         print(f"{label:<34}" + "".join(f"{row[c]:>22.3f}" if c in row else f"{'-':>22}" for c in cols))
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run folders (checkpoints: an interrupted benchmark resumes)")
     parser.add_argument("--out", default=str(RESULTS), help="JSON results file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--progress-sweep", type=float, nargs="*", default=[],
+                        help="extra PRD runs starting the progress map at these values (default start: 0.5)")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     workdir = pathlib.Path(args.workdir) / ("quick" if args.quick else "full")
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: no scene at {scene_dir} (build it with `distill3d scenes build {name}`)")
             report["scenes"][name] = {"missing": str(scene_dir)}
             continue
-        report["scenes"][name] = run_scene(scene_dir, size, workdir, not args.no_progress)
+        report["scenes"][name] = run_scene(scene_dir, size, workdir, not args.no_progress, tuple(args.progress_sweep))
         print_table(name, report["scenes"][name])
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,7 @@ def default_stages() -> list[StageConfig]:
 
 @dataclass
 class MaterialInitConfig:
+    albedo: float | None = None  # None: the radiance field's linear base colour; a value: that grey everywhere
     roughness: float = 0.5
     metallic: float = 0.05
     progress: float = 0.5  # below 1: the radiance field keeps explaining what the physics cannot yet

@@ -87,12 +87,16 @@ class PRDModel(nn.Module):
 
     @classmethod
     def from_radiance(cls, radiance: Gaussians, config: ModelConfig = ModelConfig()) -> "PRDModel":
-        """Starts from a trained radiance field: its geometry and SH, albedo = its linear base colour,
-        the other materials and the light at ``config.init``. Extra groups (e.g. features) are dropped."""
+        """Starts from a trained radiance field: its geometry and SH, albedo = its linear base colour
+        (or ``config.init.albedo``), the other materials and the light at ``config.init``. Extra groups
+        (e.g. features) are dropped."""
         p = radiance.params
         n = len(radiance)
-        base_color = srgb_to_linear((0.5 + SH_C0 * p["sh0"][:, 0]).detach().clamp(0.0, 1.0))
         init = config.init
+        if init.albedo is None:
+            base_color = srgb_to_linear((0.5 + SH_C0 * p["sh0"][:, 0]).detach().clamp(0.0, 1.0))
+        else:
+            base_color = torch.full((n, 3), float(init.albedo))
         r = (init.roughness - config.min_roughness) / (1.0 - config.min_roughness)
         extras = {
             "albedo": _logit(base_color),

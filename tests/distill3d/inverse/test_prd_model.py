@@ -45,6 +45,9 @@ def test_render_blends_physical_and_radiance_by_progress():
     model = PRDModel.from_radiance(gaussians, ModelConfig(env_resolution=4))
     # albedo starts at the radiance field's base colour, in linear space
     assert torch.allclose(model.albedo(), srgb_to_linear(0.5 + SH_C0 * gaussians.params["sh0"][:, 0]), atol=1e-3)
+    grey = ModelConfig(env_resolution=4)
+    grey.init.albedo = 0.3  # or one grey everywhere
+    assert torch.allclose(PRDModel.from_radiance(gaussians, grey).albedo(), torch.full((120, 3), 0.3), atol=1e-6)
     out = render(model)
     assert out.image.shape == (3, 20, 20) and out.progress.shape == (1, 20, 20)
     assert torch.allclose(out.image, out.progress * out.physical + (1 - out.progress) * out.radiance, atol=1e-6)

@@ -12,7 +12,7 @@ from distill3d.fields.checkpoint import save_atomic
 from distill3d.gaussians import Gaussians
 from distill3d.inverse.config import PRDConfig, StageConfig
 from distill3d.inverse.model import PRDModel
-from distill3d.inverse.metrics import aligned_albedo_psnr, evaluate_inverse, normal_angular_error
+from distill3d.inverse.metrics import aligned_albedo_psnr, channel_scale, evaluate_inverse, normal_angular_error
 from distill3d.inverse.relight import export, relight
 from distill3d.inverse.trainer import PRDTrainer, model_from_checkpoint
 from prd_tiny_scene import tiny_prd_scene
@@ -108,6 +108,8 @@ def test_relight_export_and_metrics(scene, tmp_path):
     # metric helpers: a channel-scaled albedo is perfect after alignment; identical normals have zero error
     albedo, mask = test.albedos.permute(0, 3, 1, 2), test.alphas.permute(0, 3, 1, 2) > 0.5
     assert aligned_albedo_psnr(albedo * torch.tensor([0.5, 2.0, 1.0])[:, None, None], albedo, mask) > 60
+    scale = channel_scale(albedo * torch.tensor([0.5, 2.0, 1.0])[:, None, None], albedo, mask)
+    assert torch.allclose(scale, torch.tensor([2.0, 0.5, 1.0]), atol=1e-5)
     normals = torch.nn.functional.normalize(torch.randn(2, 3, 4, 4), dim=1)
     assert normal_angular_error(normals, normals, torch.ones(2, 1, 4, 4, dtype=torch.bool)) < 0.1
     assert normal_angular_error(-normals, normals, torch.ones(2, 1, 4, 4, dtype=torch.bool)) == pytest.approx(180, abs=0.1)
