@@ -4,8 +4,9 @@ PointDistiller, FitNet, response KD or not at all, on simulated LiDAR scenes.
 Prints a paper-style table (BEV / 3D mAP at moderate difficulty, mean ± std over seeds, parameters,
 FLOPs, CPU inference time per scan) and writes ``benchmarks/results/pointdistiller.json``.
 
-    python benchmarks/pointdistiller.py            # full: 3 seeds
-    python benchmarks/pointdistiller.py --quick    # 1 seed, shorter training
+    python benchmarks/pointdistiller.py            # pillar family, 3 seeds, 2000 steps per model (about 30 min with --threads 2)
+    python benchmarks/pointdistiller.py --quick    # 1 seed, 300 steps
+    python benchmarks/pointdistiller.py --families point --steps 300 --seeds 1 --out benchmarks/results/pointdistiller_point.json
 
 Simulated scans are cached in KITTI layout under ``--data-dir`` and checkpoints under ``--work-dir``,
 so an interrupted run resumes where it stopped.
@@ -13,6 +14,7 @@ so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -24,15 +26,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from distill3d.points.distill import METHODS, DistillConfig
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
+from distill3d.points.pillars import PillarConfig, PillarDetector
 from distill3d.points.simulate import SimulationConfig, simulate_dataset
 from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pointdistiller.json"
+EVAL_SEEDS = {"val": 1, "test": 2}  # simulation seeds of the held-out splits (train: 0)
 HEADLINE = "moderate"
 
 
 def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: SimulationConfig):
-    if not (root / "ImageSets" / f"{split}.txt").is_file():
+    listing = root / "ImageSets" / f"{split}.txt"
+    if not listing.is_file() or len(listing.read_text().split()) != count:  # absent, or cached at another size
         scans = simulate_dataset(sim, count, seed, progress=True)
         for s in scans:
             s.frame_id = f"{split}_{s.frame_id}"
@@ -57,6 +62,42 @@ def model_cost(model, scans, runs: int) -> dict:
             "ms_per_scan": 1000 * statistics.median(times)}
 
 
+# Pillar teachers of growing size for the speed-scaling table: our default, and PointPillars' own
+# channel plan (64-channel pillar net; blocks of 64/128/256 channels with 3/5/5 convolutions).
+SCALING_TEACHERS = {
+    "default": PillarConfig(),
+    "pointpillars-channels": PillarConfig(pfn_channels=64, block_channels=(64, 128, 256), block_layers=(3, 5, 5),
+                                          upsample_channels=128, head_channels=64),
+}
+
+
+def forward_ms(model, scans, runs: int) -> float:
+    """Median CPU time of preprocess + forward per scan (no decoding: untrained heads score everything alike)."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for scan in scans[:runs]:
+            points = [torch.from_numpy(scan.points)]
+            start = time.perf_counter()
+            model(model.preprocess(points))
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def speed_scaling(scans, width: float, runs: int) -> dict:
+    """Teacher vs width-``width`` student forward time for each of ``SCALING_TEACHERS`` (untrained)."""
+    rows = {}
+    for name, cfg in SCALING_TEACHERS.items():
+        row = {}
+        for role, w in (("teacher", 1.0), ("student", width)):
+            model = PillarDetector(dataclasses.replace(cfg, width=w))
+            row[f"{role}_params"] = sum(p.numel() for p in model.parameters())
+            row[f"{role}_forward_ms"] = forward_ms(model, scans, runs)
+        row["speedup"] = row["teacher_forward_ms"] / row["student_forward_ms"]
+        rows[name] = row
+    return rows
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -65,14 +106,18 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed and shorter training (a smoke run of the full table)")
     parser.add_argument("--seeds", type=int, default=None, help="student seeds (default 3, quick 1)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per model (default 300, quick 150)")
-    parser.add_argument("--train-scans", type=int, default=160, help="simulated training scans")
-    parser.add_argument("--val-scans", type=int, default=40, help="simulated validation scans")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per model (default 2000, quick 300)")
+    parser.add_argument("--train-scans", type=int, default=800, help="simulated training scans")
+    parser.add_argument("--eval-scans", type=int, default=400, help="simulated held-out scans the table is measured on")
+    parser.add_argument("--eval-split", choices=list(EVAL_SEEDS), default="test",
+                        help="held-out split: 'val' for choosing settings, 'test' (another simulation seed) for reporting")
     parser.add_argument("--width", type=float, default=0.5, help="student width multiplier (0.5 = about 4x fewer parameters)")
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, help="detector families")
+    parser.add_argument("--families", nargs="+", default=["pillars"], choices=FAMILIES,
+                        help="detector families (the point detector trains about 10x slower on a CPU)")
     parser.add_argument("--methods", nargs="+", default=["none", "kd", "fitnet", "pointdistiller"], choices=METHODS)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscribing a shared machine)")
     parser.add_argument("--timing-runs", type=int, default=10, help="scans timed for the inference-time column")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the teacher-size speed-scaling table")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "distillkit_pointdistiller_sim",
                         help="cache of the simulated KITTI-layout data set")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "distillkit_pointdistiller_ckpt",
@@ -80,16 +125,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 3)
-    steps = args.steps or (150 if args.quick else 300)
+    steps = args.steps or (300 if args.quick else 2000)
     torch.set_num_threads(args.threads)
 
     sim = SimulationConfig()
     train = load_or_simulate(args.data_dir, "train", args.train_scans, 0, sim)
-    val = load_or_simulate(args.data_dir, "val", args.val_scans, 1, sim)
+    held_out = load_or_simulate(args.data_dir, args.eval_split, args.eval_scans, EVAL_SEEDS[args.eval_split], sim)
     thresholds = tuple(c.iou_threshold for c in sim.classes)
     meta = {"class_names": sim.class_names, "iou_thresholds": thresholds}
     tag = f"s{steps}_n{len(train)}"
-    results: dict = {"config": {"steps": steps, "train_scans": len(train), "val_scans": len(val),
+    results: dict = {"config": {"steps": steps, "train_scans": len(train), "eval_split": args.eval_split, "eval_scans": len(held_out),
                                 "student_width": args.width, "difficulty": HEADLINE, "threads": args.threads,
                                 "classes": list(sim.class_names), "iou_thresholds": list(thresholds)}, "families": {}}
     for family in args.families:
@@ -101,8 +146,8 @@ def main(argv=None) -> dict:
             torch.manual_seed(0)  # the initialisation too is part of the seed
             teacher = train_detector(build_detector(family, len(sim.class_names), 1.0), train, TrainConfig(steps=steps, seed=0),
                                      teacher_path, meta=meta)
-        ap = evaluate_detector(teacher, val, sim.class_names, thresholds)
-        rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, val, args.timing_runs), "ap": [ap]}
+        ap = evaluate_detector(teacher, held_out, sim.class_names, thresholds)
+        rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, held_out, args.timing_runs), "ap": [ap]}
         for method in args.methods:
             runs = []
             for seed in range(seeds):
@@ -117,25 +162,44 @@ def main(argv=None) -> dict:
                         train_detector(student, train, cfg, path, meta=meta)
                     else:
                         train_detector(student, train, cfg, path, meta=meta, teacher=teacher, distill=DistillConfig(method=method))
-                runs.append(evaluate_detector(student, val, sim.class_names, thresholds))
-            rows[f"student+{method}"] = {"width": args.width, "seeds": seeds, **model_cost(student, val, args.timing_runs), "ap": runs}
+                runs.append(evaluate_detector(student, held_out, sim.class_names, thresholds))
+            rows[f"student+{method}"] = {"width": args.width, "seeds": seeds, **model_cost(student, held_out, args.timing_runs), "ap": runs}
         for row in rows.values():
             for kind in ("bev", "3d"):
                 m, s = mean_std([r[f"mAP/{kind}/{HEADLINE}"] for r in row["ap"]])
                 row[f"mAP_{kind}_mean"], row[f"mAP_{kind}_std"] = m, s
+        # Paired by seed (same initialisation and batch order): the difference to no KD is far less
+        # noisy than either mean when a seed is unlucky for every method alike.
+        baseline = rows.get("student+none")
+        for name, row in rows.items():
+            if baseline is not None and name.startswith("student+") and name != "student+none":
+                for kind in ("bev", "3d"):
+                    key = f"mAP/{kind}/{HEADLINE}"
+                    m, s = mean_std([r[key] - b[key] for r, b in zip(row["ap"], baseline["ap"])])
+                    row[f"delta_vs_none_{kind}_mean"], row[f"delta_vs_none_{kind}_std"] = m, s
         teacher_ms = rows["teacher"]["ms_per_scan"]
         for row in rows.values():
             row["speedup_vs_teacher"] = teacher_ms / row["ms_per_scan"]
         results["families"][family] = rows
 
-    print(f"\nPointDistiller on simulated LiDAR ({len(train)} train / {len(val)} val scans, {steps} steps, "
+    print(f"\nPointDistiller on simulated LiDAR ({len(train)} train / {len(held_out)} {args.eval_split} scans, {steps} steps, "
           f"{seeds} student seed(s), 1 teacher); mAP over {', '.join(sim.class_names)} at {HEADLINE} difficulty, AP R40 (%)")
-    header = f"{'family':8s} {'model':24s} {'params':>8s} {'GFLOPs':>7s} {'ms/scan':>8s} {'speedup':>7s} {'BEV mAP':>13s} {'3D mAP':>13s}"
+    header = (f"{'family':8s} {'model':24s} {'params':>8s} {'GFLOPs':>7s} {'ms/scan':>8s} {'speedup':>7s} {'BEV mAP':>13s} "
+              f"{'3D mAP':>13s} {'BEV vs none':>13s} {'3D vs none':>13s}")
     print(header + "\n" + "-" * len(header))
     for family, rows in results["families"].items():
         for name, row in rows.items():
             print(f"{family:8s} {name:24s} {row['params']:8d} {row['gflops']:7.3f} {row['ms_per_scan']:8.1f} {row['speedup_vs_teacher']:6.1f}x "
-                  f"{row['mAP_bev_mean']:6.1f} ± {row['mAP_bev_std']:4.1f} {row['mAP_3d_mean']:6.1f} ± {row['mAP_3d_std']:4.1f}")
+                  f"{row['mAP_bev_mean']:6.1f} ± {row['mAP_bev_std']:4.1f} {row['mAP_3d_mean']:6.1f} ± {row['mAP_3d_std']:4.1f}"
+                  + "".join(f" {row[f'delta_vs_none_{k}_mean']:+6.1f} ± {row[f'delta_vs_none_{k}_std']:4.1f}"
+                            for k in ("bev", "3d") if f"delta_vs_none_{k}_mean" in row))
+    if not args.no_scaling:
+        results["speed_scaling"] = speed_scaling(held_out, args.width, args.timing_runs)
+        print(f"\nSpeed scaling, pillar detector, untrained weights, preprocess + forward per scan on {args.threads} thread(s)")
+        print(f"{'teacher size':24s} {'teacher params':>15s} {'ms':>7s} {'student params':>15s} {'ms':>7s} {'speedup':>8s}")
+        for name, row in results["speed_scaling"].items():
+            print(f"{name:24s} {row['teacher_params']:15d} {row['teacher_forward_ms']:7.1f} {row['student_params']:15d} "
+                  f"{row['student_forward_ms']:7.1f} {row['speedup']:7.1f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.is_file():  # keep the other family's rows from an earlier run with the same settings (seeds may differ)
         previous = json.loads(args.out.read_text())

@@ -6,7 +6,9 @@ space, found anew for every batch: the graph is dynamic),
 .. math::
     x'_i = \\max_{j \\in \\mathcal N(i)} h_\\Theta\\big([\\,x_i,\\; x_j - x_i\\,]\\big)
 
-with :math:`h_\\Theta` a small MLP. PyTorch Geometric's ``EdgeConv`` implements the same formula but
+with :math:`h_\\Theta` a small MLP. ``aggregate=False`` returns the edge features
+:math:`h_\\Theta([x_i, x_j - x_i])` of every neighbour, ``[B, N, k, C']``, unpooled (the PointDistiller
+reference matches its teacher and student local graphs edge by edge). PyTorch Geometric's ``EdgeConv`` implements the same formula but
 its ``DynamicEdgeConv`` builds the graph with ``knn`` from pyg-lib / torch-cluster, which cannot be
 installed here; the graph comes from :func:`distill3d.points.sampling.knn` instead and the
 aggregation is a dense gather + max over ``[B, N, k, C]``.
@@ -39,14 +41,24 @@ class EdgeConv(nn.Module):
         features: Tensor,  # [B, M, C] all local features
         centres: Tensor,  # [B, N] long, indices of the centres into M
         neighbours: Tensor,  # [B, N, k] long, indices into M
-    ) -> Tensor:  # [B, N, out_channels]
+        aggregate: bool = True,
+    ) -> Tensor:  # [B, N, out_channels], or [B, N, k, out_channels] without aggregation
         check_tensor(features, "features", ndim=3, floating=True)
         if features.shape[-1] != self.in_channels:
             raise ValueError(f"EdgeConv expects {self.in_channels}-channel features, got {features.shape[-1]}")
-        x_i = gather_rows(features, centres)[:, :, None, :]  # [B, N, 1, C]
-        x_j = gather_rows(features, neighbours)  # [B, N, k, C]
-        edge = self.mlp(torch.cat([x_i.expand_as(x_j), x_j - x_i], dim=-1))
-        return edge.amax(dim=2)
+        edge = self.mlp(edge_inputs(features, centres, neighbours))
+        return edge.amax(dim=2) if aggregate else edge
 
 
-__all__ = ["EdgeConv"]
+def edge_inputs(
+    features: Tensor,  # [B, M, C]
+    centres: Tensor,  # [B, N] long
+    neighbours: Tensor,  # [B, N, k] long
+) -> Tensor:  # [B, N, k, 2C]
+    """The input of :math:`h_\\Theta` for every edge: :math:`[x_i, x_j - x_i]`."""
+    x_i = gather_rows(features, centres)[:, :, None, :]  # [B, N, 1, C]
+    x_j = gather_rows(features, neighbours)  # [B, N, k, C]
+    return torch.cat([x_i.expand_as(x_j), x_j - x_i], dim=-1)
+
+
+__all__ = ["EdgeConv", "edge_inputs"]

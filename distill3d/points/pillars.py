@@ -4,7 +4,7 @@
    Each point gets :math:`(x, y, z, r, x - \\bar x, y - \\bar y, z - \\bar z, x - x_p, y - y_p)`
    (offsets to its pillar's point mean and to the pillar centre), a shared
    ``Linear -> BatchNorm -> ReLU``, and each pillar keeps the channel-wise maximum over its points
-   (``torch_scatter.scatter_max``: no padding to a fixed number of points per pillar).
+   (a scatter-max: no padding to a fixed number of points per pillar).
 2. **Scatter** of pillar features onto a dense BEV canvas ``[B, C, H, W]``.
 3. **2D backbone**: two strided conv blocks, each upsampled back to the first block's resolution and
    concatenated (PointPillars' / SECOND's RPN). These concatenated BEV features are what distillation
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_scatter import scatter_max, scatter_mean
+from torch_scatter import scatter_mean
 
 from distill3d.points.box_coder import CODE_SIZE, decode_boxes, encode_boxes
 from distill3d.points.detector import (
@@ -136,18 +136,21 @@ class PillarDetector(Detector):
         batch = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=p.device) for i, p in enumerate(points)])
         ix = ((xyz_all[:, 0] - cfg.point_range[0]) / cfg.pillar_size).long().clamp(0, w - 1)
         iy = ((xyz_all[:, 1] - cfg.point_range[1]) / cfg.pillar_size).long().clamp(0, h - 1)
-        flat = (batch * h + iy) * w + ix
-        pillars, inverse = torch.unique(flat, return_inverse=True)
-        mean = scatter_mean(xyz_all[:, :3], inverse, dim=0)
+        flat = (batch * h + iy) * w + ix  # the point's cell in the flattened [B, H, W] canvas
+        cells = len(points) * h * w
+        mean = scatter_mean(xyz_all[:, :3], flat, dim=0, dim_size=cells)
         center_x = (ix.to(xyz_all.dtype) + 0.5) * cfg.pillar_size + cfg.point_range[0]
         center_y = (iy.to(xyz_all.dtype) + 0.5) * cfg.pillar_size + cfg.point_range[1]
         feats = torch.cat([
-            xyz_all, xyz_all[:, :3] - mean[inverse],
+            xyz_all, xyz_all[:, :3] - mean[flat],
             (xyz_all[:, 0] - center_x)[:, None], (xyz_all[:, 1] - center_y)[:, None],
         ], dim=1)
-        pillar_feats = scatter_max(self.pfn(feats), inverse, dim=0)[0]
-        canvas = pillar_feats.new_zeros(len(points) * h * w, pillar_feats.shape[1])
-        canvas[pillars] = pillar_feats
+        point_feats = self.pfn(feats)
+        # Max over each pillar's points straight into the dense canvas (empty cells stay 0). torch's own
+        # scatter_reduce rather than torch_scatter.scatter_max: on CPU the latter is single-threaded and
+        # also computes arg-maxima, 16x slower on a 23k-point scan (8.9 ms vs 0.55 ms, 2 threads).
+        canvas = point_feats.new_zeros(cells, point_feats.shape[1]).scatter_reduce(
+            0, flat[:, None].expand_as(point_feats), point_feats, "amax", include_self=False)
         return canvas.view(len(points), h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, points: list[Tensor]) -> DetectorOutput:

@@ -5,7 +5,7 @@ from distill3d.points.detector import DetectorOutput
 from distill3d.points.distill import (
     DistillConfig, FitNetLoss, PointDistillerConfig, PointDistillerLoss, ResponseKDLoss, build_distill_loss,
 )
-from distill3d.points.edgeconv import EdgeConv
+from distill3d.points.edgeconv import EdgeConv, edge_inputs
 from distill3d.points.train import build_detector
 from distillcore.kd import kd_kl_loss
 
@@ -27,6 +27,24 @@ def test_edgeconv_matches_per_node_loop():
             xi = x[b, centres[b, n]]
             edges = torch.stack([torch.cat([xi, x[b, j] - xi]) for j in nbrs[b, n]])
             assert torch.allclose(out[b, n], conv.mlp(edges).max(0).values, atol=1e-6)
+            assert torch.allclose(conv(x, centres, nbrs, aggregate=False)[b, n], conv.mlp(edges), atol=1e-6)
+            assert torch.equal(edge_inputs(x, centres, nbrs)[b, n], edges)
+
+
+def test_unpooled_edges_and_raw_teacher_target():
+    """``pool_edges=False`` matches every edge of each local graph; ``teacher_adapter="none"`` makes the
+    teacher's own edge features ``[x_i, x_j - x_i]`` the target, reweighted per local structure."""
+    torch.manual_seed(0)
+    cfg = PointDistillerConfig(num_important=3, neighbours=2, temperature=0.5, pool_edges=False, teacher_adapter="none")
+    loss = PointDistillerLoss(4, 3, cfg)
+    assert loss.teacher_adapter is None and loss.student_adapter.mlp[-1].out_features == 8
+    t, s, importance = torch.randn(2, 7, 4), torch.randn(2, 7, 3), torch.rand(2, 7)
+    centres, nbrs, scores = loss.select(output(t, importance))
+    per_node = (edge_inputs(t, centres, nbrs) - loss.student_adapter(s, centres, nbrs, aggregate=False)).pow(2).mean((-1, -2))
+    expected = (3 * torch.softmax(scores / 0.5, dim=1) * per_node).mean()
+    assert loss(output(t, importance), output(s, importance)).item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="teacher_adapter"):
+        PointDistillerLoss(4, 3, PointDistillerConfig(teacher_adapter="learned"))
 
 
 def test_pointdistiller_selects_top_n_and_builds_graph_in_teacher_space():
@@ -41,7 +59,7 @@ def test_pointdistiller_selects_top_n_and_builds_graph_in_teacher_space():
 
 def test_reweighting_is_applied_and_matches_the_formula():
     torch.manual_seed(0)
-    cfg = PointDistillerConfig(num_important=4, neighbours=3, temperature=0.5)
+    cfg = PointDistillerConfig(num_important=4, neighbours=3, temperature=0.5, pool_edges=True, teacher_adapter="random")
     loss = PointDistillerLoss(5, 3, cfg)
     t_feats, s_feats = torch.randn(1, 6, 5), torch.randn(1, 6, 3)
     flat = torch.tensor([[0.5, 0.5, 0.5, 0.5, 0.0, 0.0]])
@@ -65,8 +83,9 @@ def test_reweighting_is_applied_and_matches_the_formula():
     assert uniform.item() == pytest.approx(mse.item(), rel=1e-5)
 
 
-def test_gradients_reach_student_and_its_adapter_only():
-    loss = PointDistillerLoss(4, 2, PointDistillerConfig(num_important=3, neighbours=2))
+@pytest.mark.parametrize("teacher_adapter", ["none", "random"])
+def test_gradients_reach_student_and_its_adapter_only(teacher_adapter):
+    loss = PointDistillerLoss(4, 2, PointDistillerConfig(num_important=3, neighbours=2, teacher_adapter=teacher_adapter))
     t = torch.randn(2, 8, 4, requires_grad=True)
     s = torch.randn(2, 8, 2, requires_grad=True)
     value = loss(output(t, torch.rand(2, 8)), output(s, torch.rand(2, 8)))
@@ -74,7 +93,8 @@ def test_gradients_reach_student_and_its_adapter_only():
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert t.grad is None
     assert all(p.grad is not None for p in loss.student_adapter.parameters())
-    assert all(p.grad is None and not p.requires_grad for p in loss.teacher_adapter.parameters())
+    if teacher_adapter == "random":
+        assert all(p.grad is None and not p.requires_grad for p in loss.teacher_adapter.parameters())
 
 
 def test_reweight_applied_on_the_point_detector():
