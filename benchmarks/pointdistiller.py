@@ -98,6 +98,18 @@ def speed_scaling(scans, width: float, runs: int) -> dict:
     return rows
 
 
+def reusable(path: Path, steps: int, distill: DistillConfig | None) -> bool:
+    """Whether ``path`` holds a finished run with these settings; a run with other distillation
+    settings is deleted (resuming it would mix two configurations)."""
+    if not path.is_file():
+        return False
+    state = torch.load(path, weights_only=False)
+    if state["meta"].get("distill") != (dataclasses.asdict(distill) if distill is not None else None):
+        path.unlink()
+        return False
+    return state.get("step") == steps
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -140,7 +152,7 @@ def main(argv=None) -> dict:
     for family in args.families:
         rows = {}
         teacher_path = args.work_dir / f"{family}_teacher_{tag}.pt"
-        if teacher_path.is_file() and torch.load(teacher_path, weights_only=False).get("step") == steps:
+        if reusable(teacher_path, steps, None):
             teacher, _ = load_checkpoint(teacher_path)
         else:
             torch.manual_seed(0)  # the initialisation too is part of the seed
@@ -152,16 +164,14 @@ def main(argv=None) -> dict:
             runs = []
             for seed in range(seeds):
                 path = args.work_dir / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
-                if path.is_file() and torch.load(path, weights_only=False).get("step") == steps:
+                distill = None if method == "none" else DistillConfig(method=method)
+                if reusable(path, steps, distill):
                     student, _ = load_checkpoint(path)
                 else:
                     torch.manual_seed(seed)
                     student = build_detector(family, len(sim.class_names), args.width)
-                    cfg = TrainConfig(steps=steps, seed=seed)
-                    if method == "none":
-                        train_detector(student, train, cfg, path, meta=meta)
-                    else:
-                        train_detector(student, train, cfg, path, meta=meta, teacher=teacher, distill=DistillConfig(method=method))
+                    train_detector(student, train, TrainConfig(steps=steps, seed=seed), path, meta=meta,
+                                   teacher=None if distill is None else teacher, distill=distill)
                 runs.append(evaluate_detector(student, held_out, sim.class_names, thresholds))
             rows[f"student+{method}"] = {"width": args.width, "seeds": seeds, **model_cost(student, held_out, args.timing_runs), "ap": runs}
         for row in rows.values():
