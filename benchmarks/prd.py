@@ -25,6 +25,7 @@ import shutil
 import time
 
 from distill3d.data import SCENES_DIR
+from distill3d.fields.checkpoint import load_checkpoint
 from distill3d.inverse.config import PRDConfig
 from distill3d.inverse.metrics import evaluate_inverse
 from distill3d.inverse.pipeline import load_splits
@@ -63,7 +64,11 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
             shutil.copytree(workdir / scene_dir.name / "prd" / "radiance", out / "radiance")  # same pre-training
         trainer = PRDTrainer(train, benchmark_config(size, progress, progress_init), out, test, name=scene_dir.name)
         if trainer.checkpoint_path.is_file():
-            trainer.resume()
+            if load_checkpoint(trainer.checkpoint_path)["config"] == trainer.config.to_dict():
+                trainer.resume()
+            else:  # an older run with other settings: retrain the physical stages from the shared pre-training
+                print(f"{out}: the configuration changed since its checkpoint, training the physical stages again")
+                trainer.checkpoint_path.unlink()
         started = time.perf_counter()
         trainer.train(progress=progress_bars)
         metrics = evaluate_inverse(trainer.model, test)

@@ -40,13 +40,19 @@ class StageConfig:
         return self.progress_weight > 0 or self.mask_weight > 0
 
 
+# Weight of mean_fg(1 - alpha_p). On the default scene at full size, 0.05 drove the progress map to 0.98
+# on objects and the novel views 0.57 dB below plain 3DGS; 0.01 keeps it at 0.89 and the gap at 0.32 dB,
+# with relit PSNR unchanged (22.93 vs 22.85 dB; benchmarks/prd.py).
+PROGRESS_WEIGHT = 0.01
+
+
 def default_stages() -> list[StageConfig]:
     """The paper's schedule after radiance pre-training: specular, diffuse, joint refinement."""
     return [
         StageConfig("specular", 300, ("light", "roughness", "metallic", "progress")),
         StageConfig("diffuse", 400, ("albedo", "roughness", "metallic", "light", "progress"),
-                    progress_weight=0.05, light_weight=0.005, mask_weight=0.0),
-        StageConfig("joint", 300, GROUPS, progress_weight=0.05, light_weight=0.005, mask_weight=0.1, lr_scale=0.3),
+                    progress_weight=PROGRESS_WEIGHT, light_weight=0.005, mask_weight=0.0),
+        StageConfig("joint", 300, GROUPS, progress_weight=PROGRESS_WEIGHT, light_weight=0.005, mask_weight=0.1, lr_scale=0.3),
     ]
 
 
