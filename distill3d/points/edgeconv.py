@@ -8,10 +8,12 @@ space, found anew for every batch: the graph is dynamic),
 
 with :math:`h_\\Theta` a small MLP. ``aggregate=False`` returns the edge features
 :math:`h_\\Theta([x_i, x_j - x_i])` of every neighbour, ``[B, N, k, C']``, unpooled (the PointDistiller
-reference matches its teacher and student local graphs edge by edge). PyTorch Geometric's ``EdgeConv`` implements the same formula but
-its ``DynamicEdgeConv`` builds the graph with ``knn`` from pyg-lib / torch-cluster, which cannot be
-installed here; the graph comes from :func:`distill3d.points.sampling.knn` instead and the
-aggregation is a dense gather + max over ``[B, N, k, C]``.
+reference matches its teacher and student local graphs edge by edge).
+
+PyTorch Geometric's ``EdgeConv`` implements the same formula but its ``DynamicEdgeConv`` builds the
+graph with ``knn`` from pyg-lib / torch-cluster, which cannot be installed here; the graph comes from
+:func:`distill3d.points.sampling.knn` instead and the aggregation is a dense gather + max over
+``[B, N, k, C]``.
 """
 from __future__ import annotations
 
