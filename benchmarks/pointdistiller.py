@@ -45,6 +45,20 @@ def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: Simulat
     return KittiDataset(root, sim.class_names, split=split).scans()
 
 
+@torch.no_grad()
+def ms_per_scan(model, scans, runs: int, decode: bool = True) -> float:
+    """Median CPU time per scan of preprocess + forward (+ decode) over the first ``runs`` scans."""
+    model.eval()
+    times = []
+    for scan in scans[:runs]:
+        start = time.perf_counter()
+        out = model(model.preprocess([torch.from_numpy(scan.points)], torch.Generator().manual_seed(0)))
+        if decode:
+            model.decode(out)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def model_cost(model, scans, runs: int) -> dict:
     """Parameters, forward FLOPs of one scan, and median CPU time per scan (forward + decode)."""
     model.eval()
@@ -53,13 +67,8 @@ def model_cost(model, scans, runs: int) -> dict:
         inputs = model.preprocess(points, torch.Generator().manual_seed(0))
         with FlopCounterMode(display=False) as counter:
             model(inputs)
-        times = []
-        for scan in scans[:runs]:
-            start = time.perf_counter()
-            model.decode(model(model.preprocess([torch.from_numpy(scan.points)], torch.Generator().manual_seed(0))))
-            times.append(time.perf_counter() - start)
     return {"params": sum(p.numel() for p in model.parameters()), "gflops": counter.get_total_flops() / 1e9,
-            "ms_per_scan": 1000 * statistics.median(times)}
+            "ms_per_scan": ms_per_scan(model, scans, runs)}
 
 
 # Pillar teachers of growing size for the speed-scaling table: our default, and PointPillars' own
@@ -71,19 +80,6 @@ SCALING_TEACHERS = {
 }
 
 
-def forward_ms(model, scans, runs: int) -> float:
-    """Median CPU time of preprocess + forward per scan (no decoding: untrained heads score everything alike)."""
-    model.eval()
-    times = []
-    with torch.no_grad():
-        for scan in scans[:runs]:
-            points = [torch.from_numpy(scan.points)]
-            start = time.perf_counter()
-            model(model.preprocess(points))
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def speed_scaling(scans, width: float, runs: int) -> dict:
     """Teacher vs width-``width`` student forward time for each of ``SCALING_TEACHERS`` (untrained)."""
     rows = {}
@@ -92,7 +88,8 @@ def speed_scaling(scans, width: float, runs: int) -> dict:
         for role, w in (("teacher", 1.0), ("student", width)):
             model = PillarDetector(dataclasses.replace(cfg, width=w))
             row[f"{role}_params"] = sum(p.numel() for p in model.parameters())
-            row[f"{role}_forward_ms"] = forward_ms(model, scans, runs)
+            # no decoding: untrained heads score everything alike
+            row[f"{role}_forward_ms"] = ms_per_scan(model, scans, runs, decode=False)
         row["speedup"] = row["teacher_forward_ms"] / row["student_forward_ms"]
         rows[name] = row
     return rows
