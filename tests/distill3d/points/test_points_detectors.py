@@ -6,7 +6,7 @@ import torch
 from distill3d.points.box_coder import decode_boxes, encode_boxes
 from distill3d.points.detector import DetectorOutput
 from distill3d.points.pillars import PillarConfig, PillarDetector
-from distill3d.points.point_detector import PointDetector, PointDetectorConfig
+from distill3d.points.point_detector import GroupedPointNet, PointDetector, PointDetectorConfig
 from distill3d.points.sampling import ball_group, farthest_point_sample, knn
 from distill3d.points.train import build_detector
 
@@ -67,6 +67,43 @@ def test_point_head_targets_and_decoding():
     assert weight[3] == 1 and weight[4] == 0  # just outside the first box: ignored, not background
     back = decode_boxes(codes[:3], xyz[:3], torch.ones(3))
     assert torch.allclose(back[:, :6], boxes[[0, 0, 1], :6], atol=1e-5)
+
+
+def test_grouped_pointnet_matches_per_centre_loop():
+    torch.manual_seed(0)
+    net = GroupedPointNet(k=4, radius=0.5, in_channels=2, channels=[8, 6]).eval()
+    xyz, feats = torch.rand(1, 30, 3), torch.rand(1, 30, 2)
+    centres = torch.tensor([[[0.5, 0.5, 0.5], [0.1, 0.9, 0.2]]])
+    out = net(centres, xyz, feats)
+    for s, c in enumerate(centres[0]):
+        d = (xyz[0] - c).norm(dim=1)
+        near = d.argsort()[:4]
+        near = torch.where(d[near] <= 0.5, near, near[0])  # outside the ball: the nearest point again
+        rows = torch.cat([(xyz[0, near] - c) / 0.5, feats[0, near]], 1)  # [k, 5]
+        expected = net.mlp(rows.T[None, :, :, None])[0, :, :, 0].amax(1)
+        assert torch.allclose(out[0, s], expected, atol=1e-5)
+
+
+def test_point_proposals_decode_perfect_outputs_and_perfect_votes_cost_nothing():
+    model = PointDetector(PointDetectorConfig(width=0.25))
+    boxes, labels = gt_boxes(), torch.tensor([0, 1])
+    xyz = torch.tensor([[[8.3, -2.1, -1.0], [8.9, -2.0, -0.5], [15.7, 4.4, -1.2], [20.0, 0.0, -1.0]]])
+    cls, codes, _ = model.targets(xyz[0], boxes, labels)
+    offsets = codes[:, :3][None]  # foreground points vote exactly for their box centre
+    votes = (xyz + offsets)[:, :3]  # one proposal per foreground point
+    _, vote_codes, _ = model.targets(votes[0], boxes, labels)
+    confident = torch.where(torch.nn.functional.one_hot(cls, 3).bool(), 9.0, -9.0)[None]  # [1, 4, K + 1]
+    head = {"logits": confident, "offsets": offsets, "xyz": xyz, "votes": votes,
+            "proposal_logits": confident[:, :3], "proposal_regression": vote_codes[None]}
+    out = DetectorOutput(torch.zeros(1, 4, 4), torch.zeros(1, 4), torch.zeros(4, 3), head)
+    losses = model.loss(out, [boxes], [labels])
+    assert float(losses["vote"]) == 0 and float(losses["reg"]) == 0
+    assert float(losses["cls"]) < 1e-6 and float(losses["proposal_cls"]) < 1e-6
+    det = model.decode(out)[0]  # the two votes of the first box are one box after NMS
+    order = det.labels.argsort()
+    assert det.labels[order].tolist() == [0, 1]
+    assert torch.allclose(det.boxes[order][:, :6], boxes[:, :6], atol=1e-4)
+    assert torch.allclose(torch.cos(2 * (det.boxes[order][:, 6] - boxes[:, 6])), torch.ones(2), atol=1e-4)
 
 
 def test_fps_and_knn_against_brute_force():
