@@ -4,9 +4,9 @@ PointDistiller, FitNet, response KD or not at all, on simulated LiDAR scenes.
 Prints a paper-style table (BEV / 3D mAP at moderate difficulty, mean ± std over seeds, parameters,
 FLOPs, CPU inference time per scan) and writes ``benchmarks/results/pointdistiller.json``.
 
-    python benchmarks/pointdistiller.py            # pillar family, 3 seeds, 2000 steps per model (about 30 min with --threads 2)
-    python benchmarks/pointdistiller.py --quick    # 1 seed, 300 steps
-    python benchmarks/pointdistiller.py --families point --steps 300 --seeds 1 --out benchmarks/results/pointdistiller_point.json
+    python benchmarks/pointdistiller.py --threads 2   # both families, 3 seeds, 2000 steps per model (pillars about 30 min, point about 80)
+    python benchmarks/pointdistiller.py --quick        # 1 seed, 300 steps
+    python benchmarks/pointdistiller.py --families pillars --threads 2   # one family; its rows merge into the JSON
 
 Simulated scans are cached in KITTI layout under ``--data-dir`` and checkpoints under ``--work-dir``,
 so an interrupted run resumes where it stopped.
@@ -95,13 +95,15 @@ def speed_scaling(scans, width: float, runs: int) -> dict:
     return rows
 
 
-def reusable(path: Path, steps: int, distill: DistillConfig | None) -> bool:
-    """Whether ``path`` holds a finished run with these settings; a run with other distillation
-    settings is deleted (resuming it would mix two configurations)."""
+def reusable(path: Path, steps: int, distill: DistillConfig | None, model) -> bool:
+    """Whether ``path`` holds a finished run of ``model``'s architecture with these settings; a run
+    with another architecture or other distillation settings is deleted (resuming it would mix two
+    configurations)."""
     if not path.is_file():
         return False
     state = torch.load(path, weights_only=False)
-    if state["meta"].get("distill") != (dataclasses.asdict(distill) if distill is not None else None):
+    if (state["model_config"] != dataclasses.asdict(model.cfg)
+            or state["meta"].get("distill") != (dataclasses.asdict(distill) if distill is not None else None)):
         path.unlink()
         return False
     return state.get("step") == steps
@@ -121,8 +123,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-split", choices=list(EVAL_SEEDS), default="test",
                         help="held-out split: 'val' for choosing settings, 'test' (another simulation seed) for reporting")
     parser.add_argument("--width", type=float, default=0.5, help="student width multiplier (0.5 = about 4x fewer parameters)")
-    parser.add_argument("--families", nargs="+", default=["pillars"], choices=FAMILIES,
-                        help="detector families (the point detector trains about 10x slower on a CPU)")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES,
+                        help="detector families (the point detector trains about 2.5x slower on a CPU)")
     parser.add_argument("--methods", nargs="+", default=["none", "kd", "fitnet", "pointdistiller"], choices=METHODS)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscribing a shared machine)")
     parser.add_argument("--timing-runs", type=int, default=10, help="scans timed for the inference-time column")
@@ -149,12 +151,12 @@ def main(argv=None) -> dict:
     for family in args.families:
         rows = {}
         teacher_path = args.work_dir / f"{family}_teacher_{tag}.pt"
-        if reusable(teacher_path, steps, None):
+        torch.manual_seed(0)  # the initialisation too is part of the seed
+        teacher = build_detector(family, len(sim.class_names), 1.0)
+        if reusable(teacher_path, steps, None, teacher):
             teacher, _ = load_checkpoint(teacher_path)
         else:
-            torch.manual_seed(0)  # the initialisation too is part of the seed
-            teacher = train_detector(build_detector(family, len(sim.class_names), 1.0), train, TrainConfig(steps=steps, seed=0),
-                                     teacher_path, meta=meta)
+            teacher = train_detector(teacher, train, TrainConfig(steps=steps, seed=0), teacher_path, meta=meta)
         ap = evaluate_detector(teacher, held_out, sim.class_names, thresholds)
         rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, held_out, args.timing_runs), "ap": [ap]}
         for method in args.methods:
@@ -162,11 +164,11 @@ def main(argv=None) -> dict:
             for seed in range(seeds):
                 path = args.work_dir / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
                 distill = None if method == "none" else DistillConfig(method=method)
-                if reusable(path, steps, distill):
+                torch.manual_seed(seed)
+                student = build_detector(family, len(sim.class_names), args.width)
+                if reusable(path, steps, distill, student):
                     student, _ = load_checkpoint(path)
                 else:
-                    torch.manual_seed(seed)
-                    student = build_detector(family, len(sim.class_names), args.width)
                     train_detector(student, train, TrainConfig(steps=steps, seed=seed), path, meta=meta,
                                    teacher=None if distill is None else teacher, distill=distill)
                 runs.append(evaluate_detector(student, held_out, sim.class_names, thresholds))
