@@ -28,7 +28,7 @@ from distill3d.points.distill import METHODS, DistillConfig
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
 from distill3d.points.pillars import PillarConfig, PillarDetector
 from distill3d.points.simulate import SimulationConfig, simulate_dataset
-from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
+from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evaluate_detector, train_detector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pointdistiller.json"
 EVAL_SEEDS = {"val": 1, "test": 2}  # simulation seeds of the held-out splits (train: 0)
@@ -95,10 +95,10 @@ def speed_scaling(scans, width: float, runs: int) -> dict:
     return rows
 
 
-def reusable(path: Path, steps: int, distill: DistillConfig | None, model) -> bool:
-    """Whether ``path`` holds a finished run of ``model``'s architecture with these settings; a run
-    with another architecture or other distillation settings is deleted (resuming it would mix two
-    configurations)."""
+def load_finished(path: Path, steps: int, distill: DistillConfig | None, model) -> bool:
+    """Loads ``path`` into ``model`` if it holds a finished run of ``model``'s architecture with these
+    settings; a run with another architecture or other distillation settings is deleted (resuming it
+    would mix two configurations)."""
     if not path.is_file():
         return False
     state = torch.load(path, weights_only=False)
@@ -106,7 +106,11 @@ def reusable(path: Path, steps: int, distill: DistillConfig | None, model) -> bo
             or state["meta"].get("distill") != (dataclasses.asdict(distill) if distill is not None else None)):
         path.unlink()
         return False
-    return state.get("step") == steps
+    if state.get("step") != steps:
+        return False
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    return True
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -153,10 +157,8 @@ def main(argv=None) -> dict:
         teacher_path = args.work_dir / f"{family}_teacher_{tag}.pt"
         torch.manual_seed(0)  # the initialisation too is part of the seed
         teacher = build_detector(family, len(sim.class_names), 1.0)
-        if reusable(teacher_path, steps, None, teacher):
-            teacher, _ = load_checkpoint(teacher_path)
-        else:
-            teacher = train_detector(teacher, train, TrainConfig(steps=steps, seed=0), teacher_path, meta=meta)
+        if not load_finished(teacher_path, steps, None, teacher):
+            train_detector(teacher, train, TrainConfig(steps=steps, seed=0), teacher_path, meta=meta)
         ap = evaluate_detector(teacher, held_out, sim.class_names, thresholds)
         rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, held_out, args.timing_runs), "ap": [ap]}
         for method in args.methods:
@@ -166,9 +168,7 @@ def main(argv=None) -> dict:
                 distill = None if method == "none" else DistillConfig(method=method)
                 torch.manual_seed(seed)
                 student = build_detector(family, len(sim.class_names), args.width)
-                if reusable(path, steps, distill, student):
-                    student, _ = load_checkpoint(path)
-                else:
+                if not load_finished(path, steps, distill, student):
                     train_detector(student, train, TrainConfig(steps=steps, seed=seed), path, meta=meta,
                                    teacher=None if distill is None else teacher, distill=distill)
                 runs.append(evaluate_detector(student, held_out, sim.class_names, thresholds))
