@@ -210,13 +210,12 @@ def run(config: BenchConfig, done: list[dict], save: Callable[[list[dict]], None
                         "forward_blends_per_s_per_core": blends / _core_seconds(fwd, threads, config.device),
                         "forward_backward_blends_per_s_per_core": blends / _core_seconds(both, threads, config.device),
                     }
-                if "torch" in row and "native" in row:
-                    row["speedup_native_vs_torch"] = {
-                        "forward": row["torch"]["forward_s"] / row["native"]["forward_s"],
-                        "forward_backward": row["torch"]["forward_backward_s"] / row["native"]["forward_backward_s"],
-                        "forward_cpu": row["torch"]["forward_cpu_s"] / row["native"]["forward_cpu_s"],
-                        "forward_backward_cpu": row["torch"]["forward_backward_cpu_s"] / row["native"]["forward_backward_cpu_s"],
-                    }
+                for other in ("torch", "gsplat"):
+                    if other in row and "native" in row:
+                        row[f"speedup_native_vs_{other}"] = {
+                            key: row[other][f"{key}_s"] / row["native"][f"{key}_s"]
+                            for key in ("forward", "forward_backward", "forward_cpu", "forward_backward_cpu")
+                        }
                 rows.append(row)
                 save(rows)
                 print(_format_row(row, backends), flush=True)
@@ -230,7 +229,7 @@ def _header(backends: list[str]) -> str:
     head = f"{'N':>8} {'size':>5} {'D':>4} {'blend/px':>8}"
     for backend in backends:
         head += " | " + HEADER_BACKEND.format(f"{backend} fwd", "fwd+bwd", "MB fwd", "MB f+b", "Mbl/s/c", "f+b")
-    return head + " | torch/native CPU time fwd, f+b"
+    return head + " | torch/native CPU time fwd, f+b | gsplat/native wall time fwd, f+b"
 
 
 def _format_row(row: dict, backends: list[str]) -> str:
@@ -247,6 +246,8 @@ def _format_row(row: dict, backends: list[str]) -> str:
             )
     speed = row.get("speedup_native_vs_torch")
     line += " | " + (f"{speed['forward_cpu']:.0f}x, {speed['forward_backward_cpu']:.0f}x" if speed else "-")
+    speed = row.get("speedup_native_vs_gsplat")
+    line += " | " + (f"{speed['forward']:.2f}x, {speed['forward_backward']:.2f}x" if speed else "-")
     return line
 
 
@@ -294,7 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         result = {
             "config": asdict(config),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "torch": torch.__version__},
+                        "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "torch": torch.__version__,
+                        "gpu": torch.cuda.get_device_name() if config.device == "cuda" else None},
             "rows": rows,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     backends = [b for b in config.backends if b in available_backends(config.device)]
     print(f"device {config.device}, {torch.get_num_threads()} threads, backends {backends}, load average "
           f"{os.getloadavg()[0]:.1f}; times are wall-clock medians; Mbl/s/c = million composited (pixel, Gaussian) "
-          f"pairs per CPU-second (per core); '-' = not run (torch reference only up to N={config.torch_max_n}, "
+          f"pairs per CPU-second (per core; on CUDA per GPU-second); '-' = not run (torch reference only up to N={config.torch_max_n}, "
           f"{config.torch_max_size}^2, D={config.torch_max_channels})")
     print(_header(backends))
     save(run(config, done, save))

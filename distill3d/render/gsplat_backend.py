@@ -101,5 +101,7 @@ def rasterize_gsplat(
     parts = [image[..., :n_color]]
     if depth is not None:
         parts.append(depth / alpha.clamp(min=EXPECTED_DEPTH_MIN_ALPHA) if "ED" in render_mode else depth)
+    if meta["means2d"].requires_grad:
+        meta["means2d"].retain_grad()  # densification reads meta["means2d"].grad, as with the other backends
     meta.update({"backend": "gsplat", "render_mode": render_mode})
     return torch.cat(parts, dim=-1), feature_image, alpha, meta

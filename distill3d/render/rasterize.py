@@ -245,6 +245,10 @@ def rasterize(
         sh_degree, render_mode, tile_size, near_plane, far_plane, eps2d,
     )
     backend = resolve_backend(backend, means.device)
+    if backend == "gsplat" and means.shape[0] == 0:
+        # gsplat 1.5.3's projection kernel dies with a floating-point exception on zero Gaussians
+        # (seen on an H200): the reference stages render the empty scene instead.
+        backend = "torch"
     if backend == "gsplat":
         from distill3d.render.gsplat_backend import rasterize_gsplat
 

@@ -74,7 +74,7 @@ def test_cuda_kernels_match_torch_reference():
     upstream = torch.randn(2, height, width, channels)
     outputs = []
     for fn, device in ((compositing.rasterize_to_pixels, "cpu"), (native.rasterize_to_pixels_native, "cuda")):
-        inputs = [t.to(device).requires_grad_() for t in (cpu[0], cpu[1], cpu[2], cpu[3], backgrounds)]
+        inputs = [t.detach().to(device).requires_grad_() for t in (cpu[0], cpu[1], cpu[2], cpu[3], backgrounds)]
         render, alpha = fn(*inputs[:4], width, height, TILE, offsets.to(device), got_isect[2].to(device), inputs[4], 3)
         ((render * upstream.to(device)).sum() + alpha.sum()).backward()
         outputs.append([render.detach().cpu(), alpha.detach().cpu()] + [t.grad.cpu() for t in inputs])
