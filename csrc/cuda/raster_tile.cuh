@@ -3,6 +3,8 @@
 // batches of blockDim, as 3DGS / gsplat do.
 #pragma once
 
+#include <type_traits>
+
 #include "distill3d/common.h"
 
 namespace distill3d {
@@ -12,6 +14,28 @@ constexpr int kWarp = 32;
 
 inline int threads_per_tile(int64_t tile_size) {
     return int((tile_size * tile_size + kWarp - 1) / kWarp * kWarp);
+}
+
+// The compositing kernels hold kChunk channels per thread in registers, one block per (tile, chunk).
+// The chunk is the smallest of 4, 8, 16, 32 channels that holds D (32 beyond): small D wastes no
+// registers, and more than 32 float sums per thread would cut occupancy. `launch` is called with a
+// std::integral_constant<int, kChunk>.
+template <typename Launch>
+void with_channel_chunk(int64_t channels, Launch&& launch) {
+    if (channels <= 4)
+        launch(std::integral_constant<int, 4>{});
+    else if (channels <= 8)
+        launch(std::integral_constant<int, 8>{});
+    else if (channels <= 16)
+        launch(std::integral_constant<int, 16>{});
+    else
+        launch(std::integral_constant<int, 32>{});
+}
+
+inline dim3 chunked_tile_grid(const RasterDims& dims, int chunk) {
+    const int64_t num_tiles = dims.cameras * dims.tile_width * dims.tile_height;
+    const int64_t chunks = dims.channels == 0 ? 1 : (dims.channels + chunk - 1) / chunk;
+    return dim3{unsigned(num_tiles), unsigned(chunks)};
 }
 
 // Shared-memory batch of Gaussians: flatten id, mean (x, y), conic (a, b, c), opacity.

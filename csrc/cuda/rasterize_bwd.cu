@@ -124,24 +124,8 @@ __global__ void rasterize_bwd_kernel(RasterDims dims, BlendParams<scalar_t> para
     }
 }
 
-template <typename scalar_t, int kChunk>
-void launch_backward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
-                     const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
-                     const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
-                     const scalar_t* transmittance, const int32_t* last_ids, const scalar_t* v_render,
-                     const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
-                     scalar_t* v_opacities, cudaStream_t stream) {
-    const int64_t num_tiles = dims.cameras * dims.tile_width * dims.tile_height;
-    const int64_t chunks = dims.channels == 0 ? 1 : (dims.channels + kChunk - 1) / kChunk;
-    const int threads = threads_per_tile(dims.tile_size);
-    const dim3 grid{unsigned(num_tiles), unsigned(chunks)};
-    rasterize_bwd_kernel<scalar_t, kChunk><<<grid, threads, GaussianBatch<scalar_t>::bytes(threads), stream>>>(
-        dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, transmittance,
-        last_ids, v_render, v_alpha, v_means2d, v_conics, v_colors, v_opacities);
-}
 }  // namespace
 
-// Chunk sizes as in the forward pass (csrc/cuda/rasterize_fwd.cu).
 template <typename scalar_t>
 void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
                         const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
@@ -150,12 +134,14 @@ void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& par
                         const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
                         scalar_t* v_opacities, cudaStream_t stream) {
     if (dims.cameras * dims.tile_width * dims.tile_height == 0) return;
-    const auto launch = dims.channels <= 4    ? launch_backward<scalar_t, 4>
-                        : dims.channels <= 8  ? launch_backward<scalar_t, 8>
-                        : dims.channels <= 16 ? launch_backward<scalar_t, 16>
-                                              : launch_backward<scalar_t, 32>;
-    launch(dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, transmittance,
-           last_ids, v_render, v_alpha, v_means2d, v_conics, v_colors, v_opacities, stream);
+    const int threads = threads_per_tile(dims.tile_size);
+    with_channel_chunk(dims.channels, [&](auto chunk) {
+        constexpr int kChunk = decltype(chunk)::value;
+        rasterize_bwd_kernel<scalar_t, kChunk>
+            <<<chunked_tile_grid(dims, kChunk), threads, GaussianBatch<scalar_t>::bytes(threads), stream>>>(
+                dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids,
+                transmittance, last_ids, v_render, v_alpha, v_means2d, v_conics, v_colors, v_opacities);
+    });
 }
 
 #define D3_INSTANTIATE(T)                                                                                       \

@@ -73,35 +73,22 @@ __global__ void rasterize_fwd_kernel(RasterDims dims, BlendParams<scalar_t> para
     }
 }
 
-template <typename scalar_t, int kChunk>
-void launch_forward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
-                    const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
-                    const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
-                    scalar_t* render, scalar_t* transmittance, int32_t* last_ids, cudaStream_t stream) {
-    const int64_t num_tiles = dims.cameras * dims.tile_width * dims.tile_height;
-    const int64_t chunks = dims.channels == 0 ? 1 : (dims.channels + kChunk - 1) / kChunk;
-    const int threads = threads_per_tile(dims.tile_size);
-    const dim3 grid{unsigned(num_tiles), unsigned(chunks)};
-    rasterize_fwd_kernel<scalar_t, kChunk><<<grid, threads, GaussianBatch<scalar_t>::bytes(threads), stream>>>(
-        dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, render,
-        transmittance, last_ids);
-}
 }  // namespace
 
-// The chunk is the smallest of 4, 8, 16, 32 channels that holds D (32 beyond): small D wastes no
-// registers, and more than 32 float sums per thread would cut occupancy.
 template <typename scalar_t>
 void rasterize_forward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
                        const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
                        const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
                        scalar_t* render, scalar_t* transmittance, int32_t* last_ids, cudaStream_t stream) {
     if (dims.cameras * dims.tile_width * dims.tile_height == 0) return;
-    const auto launch = dims.channels <= 4    ? launch_forward<scalar_t, 4>
-                        : dims.channels <= 8  ? launch_forward<scalar_t, 8>
-                        : dims.channels <= 16 ? launch_forward<scalar_t, 16>
-                                              : launch_forward<scalar_t, 32>;
-    launch(dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, render,
-           transmittance, last_ids, stream);
+    const int threads = threads_per_tile(dims.tile_size);
+    with_channel_chunk(dims.channels, [&](auto chunk) {
+        constexpr int kChunk = decltype(chunk)::value;
+        rasterize_fwd_kernel<scalar_t, kChunk>
+            <<<chunked_tile_grid(dims, kChunk), threads, GaussianBatch<scalar_t>::bytes(threads), stream>>>(
+                dims, params, means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids, render,
+                transmittance, last_ids);
+    });
 }
 
 #define D3_INSTANTIATE(T)                                                                                      \
