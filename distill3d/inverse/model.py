@@ -20,6 +20,7 @@ with ``alpha_p`` the progress map (``ModelConfig.progress == "one"`` fixes it to
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,26 @@ def _channels_first(x: Tensor) -> Tensor:  # [H, W, C] -> [C, H, W]
 def _logit(p: Tensor | float) -> Tensor:
     p = torch.as_tensor(p, dtype=torch.float32).clamp(LOGIT_CLAMP, 1.0 - LOGIT_CLAMP)
     return torch.log(p / (1.0 - p))
+
+
+@dataclass
+class GBuffer:
+    """The maps of one view before shading, ``[H, W, C]``; materials are divided by the coverage."""
+    radiance: Tensor  # [H, W, 3] I_rad (sRGB, over the background)
+    coverage: Tensor  # [H, W, 1] A
+    albedo: Tensor  # [H, W, 3] linear
+    roughness: Tensor  # [H, W, 1]
+    metallic: Tensor  # [H, W, 1]
+    progress: Tensor  # [H, W, 1] alpha_p (1 with ModelConfig.progress == "one")
+    normals: Tensor  # [H, W, 3] world-space unit normals (0 where empty)
+    meta: dict
+
+    def swapped(self, where: Tensor,  # [H, W, 1] bool
+                **maps: Tensor,  # name -> [H, W, C]
+                ) -> "GBuffer":
+        """A copy with the given maps taken from ``maps`` at ``where`` (e.g. ground truth on objects)."""
+        return dataclasses.replace(self, **{name: torch.where(where, value, getattr(self, name))
+                                            for name, value in maps.items()})
 
 
 @dataclass
@@ -139,12 +160,12 @@ class PRDModel(nn.Module):
         return prepare_light((light or self.light).radiance(), self.config.prefilter)
 
     # ---- rendering ------------------------------------------------------------------------------------
-    def render(self, viewmat: Tensor,  # [4, 4]
-               K: Tensor,  # [3, 3]
-               width: int, height: int, background: Tensor,  # [3]
-               *, light: PreparedLight | None = None, sh_degree: int | None = None,
-               backend: str = "auto") -> PRDRender:
-        """Renders one view (normals face this camera) under ``light`` (default: the learned light)."""
+    def gbuffer(self, viewmat: Tensor,  # [4, 4]
+                K: Tensor,  # [3, 3]
+                width: int, height: int, background: Tensor,  # [3]
+                *, sh_degree: int | None = None, backend: str = "auto") -> GBuffer:
+        """The rasterizer pass of one view: radiance image and material / progress / normal maps
+        (normals face this camera)."""
         g = self.gaussians
         camera_center = torch.linalg.inv(viewmat)[:3, 3]
         residual = g.params["normal_residual"] if self.config.normal_residual else None
@@ -157,26 +178,45 @@ class PRDModel(nn.Module):
             feature_grad_to_geometry=self.config.material_grad_to_geometry, backend=backend)
         radiance, maps, coverage = rendered[0], maps[0], coverage[0]  # [H, W, *]
         covered = coverage.clamp(min=COVERAGE_EPS)
-        albedo, roughness, metallic = maps[..., 0:3] / covered, maps[..., 3:4] / covered, maps[..., 4:5] / covered
-        pixel_normals = F.normalize(maps[..., 6:9], dim=-1)
-        light = light if light is not None else self.prepare_light()
-        view_dirs = pixel_view_directions(viewmat, K, width, height)
-        shading = shade(_pixels(pixel_normals), _pixels(view_dirs), _pixels(albedo).clamp(0, 1),
-                        _pixels(roughness).clamp(self.config.min_roughness, 1), _pixels(metallic).clamp(0, 1),
-                        light, self.brdf_table)
-        srgb = linear_to_srgb(shading.radiance).reshape(height, width, 3)
-        physical = coverage * srgb + (1.0 - coverage) * background
         if self.config.progress == "one":
             progress = torch.ones_like(coverage)
         else:
             progress = (maps[..., 5:6] / covered).clamp(0.0, 1.0)
-        image = progress * physical + (1.0 - progress) * radiance
+        return GBuffer(radiance=radiance, coverage=coverage, albedo=maps[..., 0:3] / covered,
+                       roughness=maps[..., 3:4] / covered, metallic=maps[..., 4:5] / covered, progress=progress,
+                       normals=F.normalize(maps[..., 6:9], dim=-1), meta=meta)
+
+    def shade_gbuffer(self, gbuffer: GBuffer, viewmat: Tensor,  # [4, 4]
+                      K: Tensor,  # [3, 3]
+                      background: Tensor,  # [3]
+                      *, light: PreparedLight | None = None) -> PRDRender:
+        """Deferred shading of a G-buffer under ``light`` (default: the learned light) and the blend."""
+        height, width = gbuffer.coverage.shape[:2]
+        light = light if light is not None else self.prepare_light()
+        view_dirs = pixel_view_directions(viewmat, K, width, height)
+        shading = shade(_pixels(gbuffer.normals), _pixels(view_dirs), _pixels(gbuffer.albedo).clamp(0, 1),
+                        _pixels(gbuffer.roughness).clamp(self.config.min_roughness, 1),
+                        _pixels(gbuffer.metallic).clamp(0, 1), light, self.brdf_table)
+        srgb = linear_to_srgb(shading.radiance).reshape(height, width, 3)
+        coverage, progress = gbuffer.coverage, gbuffer.progress
+        physical = coverage * srgb + (1.0 - coverage) * background
+        image = progress * physical + (1.0 - progress) * gbuffer.radiance
         chw = _channels_first
         return PRDRender(
-            image=chw(image), physical=chw(physical), radiance=chw(radiance), progress=chw(progress),
-            coverage=chw(coverage), albedo=chw(albedo), roughness=chw(roughness), metallic=chw(metallic),
-            normals=chw(pixel_normals), diffuse=chw(shading.diffuse.reshape(height, width, 3)),
-            specular=chw(shading.specular.reshape(height, width, 3)), meta=meta)
+            image=chw(image), physical=chw(physical), radiance=chw(gbuffer.radiance), progress=chw(progress),
+            coverage=chw(coverage), albedo=chw(gbuffer.albedo), roughness=chw(gbuffer.roughness),
+            metallic=chw(gbuffer.metallic), normals=chw(gbuffer.normals),
+            diffuse=chw(shading.diffuse.reshape(height, width, 3)),
+            specular=chw(shading.specular.reshape(height, width, 3)), meta=gbuffer.meta)
+
+    def render(self, viewmat: Tensor,  # [4, 4]
+               K: Tensor,  # [3, 3]
+               width: int, height: int, background: Tensor,  # [3]
+               *, light: PreparedLight | None = None, sh_degree: int | None = None,
+               backend: str = "auto") -> PRDRender:
+        """Renders one view (normals face this camera) under ``light`` (default: the learned light)."""
+        gbuffer = self.gbuffer(viewmat, K, width, height, background, sh_degree=sh_degree, backend=backend)
+        return self.shade_gbuffer(gbuffer, viewmat, K, background, light=light)
 
     # ---- groups of parameters ---------------------------------------------------------------------------
     def group_parameters(self, group: str) -> dict[str, nn.Parameter]:
@@ -194,4 +234,4 @@ def light_regularizer(light: EnvironmentMap) -> Tensor:
     return (radiance - radiance.mean(dim=-1, keepdim=True)).abs().mean()
 
 
-__all__ = ["PRDModel", "PRDRender", "MATERIAL_CHANNELS", "light_regularizer"]
+__all__ = ["PRDModel", "PRDRender", "GBuffer", "MATERIAL_CHANNELS", "light_regularizer"]

@@ -64,6 +64,7 @@ class PRDTrainer:
         self.stage_step = 0
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.history: list[dict] = []
+        self.stage_seconds = 0.0  # training time spent in the current stage so far (across resumes)
 
     # ----------------------------------------------------------------------------------- stage 1
     def pretrain_radiance(self, progress: bool = True) -> dict:
@@ -140,8 +141,10 @@ class PRDTrainer:
             bar = tqdm(total=stage.steps, initial=self.stage_step, desc=f"PRD {self.name}: {stage.name}",
                        disable=not progress)
             logs: dict[str, float] = {}
+            resumed_at, stage_clock = self.stage_seconds, time.perf_counter()
             while self.stage_step < stage.steps and budget > 0:
                 logs = self.train_step()
+                self.stage_seconds = resumed_at + time.perf_counter() - stage_clock
                 budget -= 1
                 bar.update(1)
                 if self.stage_step % 10 == 0:
@@ -153,8 +156,8 @@ class PRDTrainer:
             if self.stage_step < stage.steps:  # interrupted by max_steps
                 self.save_checkpoint()
                 return {"stage": stage.name, "stage_step": self.stage_step}
-            self.history.append({"stage": stage.name, "steps": stage.steps, **logs})
-            self.stage_index, self.stage_step, self.optimizers = self.stage_index + 1, 0, {}
+            self.history.append({"stage": stage.name, "steps": stage.steps, "seconds": self.stage_seconds, **logs})
+            self.stage_index, self.stage_step, self.optimizers, self.stage_seconds = self.stage_index + 1, 0, {}, 0.0
             self.save_checkpoint()
         metrics = {"physical_seconds": time.perf_counter() - started}
         if self.test_scene is not None:
@@ -175,6 +178,7 @@ class PRDTrainer:
             "model_state": self.model.state_dict(),
             "stage_index": self.stage_index,
             "stage_step": self.stage_step,
+            "stage_seconds": self.stage_seconds,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -188,6 +192,7 @@ class PRDTrainer:
             raise ValueError(f"checkpoint is of scene {state['scene']!r}, not {self.name!r}")
         self.model = PRDModel.from_state(self.config.model, state["model_state"])
         self.stage_index, self.stage_step = state["stage_index"], state["stage_step"]
+        self.stage_seconds = state.get("stage_seconds", 0.0)  # absent in checkpoints of older versions
         self.optimizers = {}
         if state["optimizers"]:
             self._build_optimizers()

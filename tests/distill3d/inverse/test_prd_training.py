@@ -64,7 +64,11 @@ def test_resume_mid_stage_is_exact(scene, tmp_path):
     resumed = PRDTrainer(train, config, tmp_path / "cut")
     resumed.resume()
     assert (resumed.stage_index, resumed.stage_step) == (1, 1)
+    assert resumed.stage_seconds == interrupted.stage_seconds > 0  # time already spent in the cut stage
     resumed.train(progress=False)
+    stage_times = {h["stage"]: h["seconds"] for h in resumed.history if "seconds" in h}
+    assert set(stage_times) == {"specular", "diffuse", "joint"} and min(stage_times.values()) > 0
+    assert stage_times["diffuse"] > interrupted.stage_seconds
     for key, value in reference.model.state_dict().items():
         assert torch.allclose(value, resumed.model.state_dict()[key], atol=1e-5), key
 
