@@ -83,6 +83,12 @@ class Detector(nn.Module):
 
     num_classes: int
 
+    def forward(self, inputs, *, distill_only: bool = False) -> DetectorOutput:
+        """The model on preprocessed ``inputs``. ``distill_only``: a frozen teacher's pass, which may skip
+        the heads that distillation does not read (``features``, ``importance`` and ``response_logits``
+        are always computed)."""
+        raise NotImplementedError
+
     def preprocess(self, points: list[Tensor], generator: torch.Generator | None = None):
         """Turns raw scans into the model input; done once per batch so a teacher and a student
         see exactly the same input."""

@@ -153,7 +153,7 @@ class PillarDetector(Detector):
             0, flat[:, None].expand_as(point_feats), point_feats, "amax", include_self=False)
         return canvas.view(len(points), h, w, -1).permute(0, 3, 1, 2).contiguous()
 
-    def forward(self, points: list[Tensor]) -> DetectorOutput:
+    def forward(self, points: list[Tensor], *, distill_only: bool = False) -> DetectorOutput:
         x = self.pillar_canvas(points)
         multi = []
         for block, up in zip(self.blocks, self.ups):
@@ -161,7 +161,7 @@ class PillarDetector(Detector):
             multi.append(up(x))
         bev = torch.cat(multi, dim=1)  # [B, C, h, w]
         shared = self.head_shared(bev)
-        heatmap, regression = self.heatmap(shared), self.regression(shared)
+        heatmap = self.heatmap(shared)
         b, k = heatmap.shape[:2]
         flat_heat = heatmap.permute(0, 2, 3, 1).reshape(-1, k)  # [B*h*w, K]
         # Per-class sigmoid as a two-way softmax over (0, logit): response KD then reuses kd_kl_loss.
@@ -170,7 +170,8 @@ class PillarDetector(Detector):
             features=bev.flatten(2).transpose(1, 2),
             importance=torch.sigmoid(heatmap).amax(dim=1).flatten(1),
             response_logits=response,
-            head={"heatmap": heatmap, "regression": regression},
+            # distillation reads the heatmap only
+            head={"heatmap": heatmap} if distill_only else {"heatmap": heatmap, "regression": self.regression(shared)},
         )
 
     def _cell_reference(self, iy: Tensor, ix: Tensor) -> Tensor:  # [M, 3]: cell corner, z = 0

@@ -178,7 +178,7 @@ class PointDetector(Detector):
             out.append(p[idx.to(p.device)])
         return torch.stack(out)
 
-    def forward(self, points: Tensor) -> DetectorOutput:
+    def forward(self, points: Tensor, *, distill_only: bool = False) -> DetectorOutput:
         if points.dim() != 3 or points.shape[-1] != 4:
             raise ValueError(f"points must be [B, N, 4] from preprocess(), got {list(points.shape)}")
         xyz = points[..., :3].contiguous()
@@ -195,6 +195,10 @@ class PointDetector(Detector):
         logits = self.classifier(shared).transpose(1, 2)  # [B, N, K + 1]
         offsets = self.vote(shared).transpose(1, 2)  # [B, N, 3]
         importance = torch.softmax(logits, -1)[..., 1:].amax(-1)
+        head = {"logits": logits, "offsets": offsets, "xyz": xyz}
+        if distill_only:  # distillation reads stage 1 only
+            return DetectorOutput(features=coarse, importance=importance,
+                                  response_logits=logits.reshape(-1, logits.shape[-1]), head=head)
         # The proposal stage starts from the votes without moving them: the offset is trained by
         # its own loss, and the box code is then a correction relative to a fixed reference.
         seeds = importance.detach().topk(min(self.cfg.proposals, xyz.shape[1]), dim=1).indices
@@ -204,7 +208,7 @@ class PointDetector(Detector):
             features=coarse,
             importance=importance,
             response_logits=logits.reshape(-1, logits.shape[-1]),
-            head={"logits": logits, "offsets": offsets, "xyz": xyz, "votes": votes,
+            head={**head, "votes": votes,
                   "proposal_logits": self.proposal_classifier(proposal).transpose(1, 2),  # [B, M, K + 1]
                   "proposal_regression": self.proposal_regression(proposal).transpose(1, 2)},  # [B, M, 8]
         )

@@ -157,7 +157,7 @@ def train_detector(
         losses = model.loss(out, boxes, labels)
         if distill_loss is not None:
             with torch.no_grad():
-                teacher_out: DetectorOutput = teacher(inputs)
+                teacher_out: DetectorOutput = teacher(inputs, distill_only=True)
             losses["kd"] = distill_loss(teacher_out, out)
         total = sum(losses.values())
         if not torch.isfinite(total):

@@ -153,6 +153,19 @@ def test_forward_loss_backward_and_decode(family):
 
 
 @pytest.mark.parametrize("family", ["pillars", "point"])
+def test_distill_only_pass_gives_what_distillation_reads_unchanged(family):
+    model = build_detector(family, 2, 0.25).eval()
+    scans = [torch.rand(3000, 4) * torch.tensor([25.0, 25.0, 2.5, 1.0]) + torch.tensor([0.0, -12.5, -2.5, 0.0])]
+    inputs = model.preprocess(scans, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full, part = model(inputs), model(inputs, distill_only=True)
+    for name in ("features", "importance", "response_logits"):
+        assert torch.equal(getattr(full, name), getattr(part, name)), name
+    skipped = {"pillars": {"regression"}, "point": {"votes", "proposal_logits", "proposal_regression"}}[family]
+    assert set(full.head) - set(part.head) == skipped
+
+
+@pytest.mark.parametrize("family", ["pillars", "point"])
 def test_bad_scans_are_rejected(family):
     model = build_detector(family, 2, 0.25)
     good = torch.rand(100, 4) * torch.tensor([10.0, 10.0, 1.0, 1.0])
