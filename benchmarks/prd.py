@@ -36,8 +36,8 @@ from distill3d.inverse.trainer import PRDTrainer
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "prd.json"
 QUICK = {"downsample": 2, "radiance_steps": 300, "stage_steps": (50, 50, 50), "num_points": 3000}
-STAGE_NAMES = {stage.name for stage in PRDConfig().stages}
 FULL = {"downsample": 1, "radiance_steps": 3000, "stage_steps": None, "num_points": 20_000}
+STAGE_NAMES = {stage.name for stage in PRDConfig().stages}
 
 
 def apply_settings(config: PRDConfig, settings: dict[str, object]) -> None:
