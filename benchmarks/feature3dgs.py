@@ -1,6 +1,6 @@
 """Feature 3DGS on the default scene: image quality, feature fidelity, query segmentation, speed.
 
-Three fields train on the committed default scene (scenes/default, 32 train / 8 held-out views):
+Three fields train on the committed default scene (distill3d/scenes/default, 32 train / 8 held-out views):
 
     plain      3DGS, RGB loss only
     feature    + feature L1 to the teacher (EfficientNet-Lite0 112-ch H/16 map), D = 112 rendered
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-dim", type=int, default=16, help="decoder's rendered width D_low")
     parser.add_argument("--sh-degree", type=int, default=3, help="maximum SH degree")
     parser.add_argument("--downscale", type=int, default=1, help="train and evaluate at 1/N resolution")
-    parser.add_argument("--scene", type=pathlib.Path, default=None, help="scene folder (default: scenes/default)")
+    parser.add_argument("--scene", type=pathlib.Path, default=None, help="scene folder (default: distill3d/scenes/default)")
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path("benchmarks/.cache/features"),
                         help="teacher feature cache")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="JSON results path")

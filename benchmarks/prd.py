@@ -1,7 +1,7 @@
 """Progressive radiance distillation benchmark: novel views, relighting, albedo and normals.
 
 For each scene (the committed default scene; ``--scenes default glossy`` adds the glossy recipe once
-``distill3d scenes build glossy --out scenes/glossy`` has rendered it):
+``distill3d scenes build glossy --out distill3d/scenes/glossy`` has rendered it):
 
   (a) PRD: radiance pre-training, then the physical stages with the learned progress map;
   (b) the same physical model and stages with alpha_p = 1 throughout (no radiance fallback, GS-IR style);
@@ -144,7 +144,7 @@ def print_table(scene: str, r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="reduced run (64 x 64, short schedules)")
-    parser.add_argument("--scenes", nargs="+", default=["default"], help="scene folders under scenes/ (or paths)")
+    parser.add_argument("--scenes", nargs="+", default=["default"], help="bundled scene names (distill3d/scenes/NAME) or paths")
     parser.add_argument("--workdir", default=str(pathlib.Path.home() / ".cache" / "distillkit" / "bench_prd"),
                         help="run folders (checkpoints: an interrupted benchmark resumes)")
     parser.add_argument("--out", default=str(RESULTS), help="JSON results file")

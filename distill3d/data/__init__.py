@@ -9,8 +9,8 @@ from distill3d.data.colmap import load_colmap, read_colmap_model
 from distill3d.data.points import PointInitConfig, initial_points
 from distill3d.data.scene import Scene
 
-# the committed, pre-rendered demo scene (recipe "default"), beside the package in the repository
-SCENES_DIR = Path(__file__).resolve().parents[2] / "scenes"
+# the committed, pre-rendered scenes (recipes "default", "glossy"), shipped as package data
+SCENES_DIR = Path(__file__).resolve().parents[1] / "scenes"
 
 
 def default_scene_dir(name: str = "default") -> Path:

@@ -2,7 +2,7 @@
 
 Every number lives in a config dataclass. ``RECIPES`` holds the named recipes the CLI builds:
 
-* ``default`` - the committed demo scene (``scenes/default``): five objects with varied albedo,
+* ``default`` - the committed demo scene (``distill3d/scenes/default``): five objects with varied albedo,
   roughness and metallic on a checkered table, 128 x 128, 32 train + 8 test views, 64 spp.
 * ``glossy``  - specular and metallic objects (mirror-like sphere, copper bunny, glossy plastics) for
   inverse rendering, same rig.

@@ -84,7 +84,7 @@ def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="inverse_command", metavar="COMMAND", required=True)
 
     train = sub.add_parser("train", help="train PRD on a scene folder (Blender transforms.json or COLMAP)")
-    train.add_argument("scene", help="scene folder (e.g. scenes/default)")
+    train.add_argument("scene", help="scene folder (e.g. distill3d/scenes/default)")
     train.add_argument("--out", help="run folder (default: runs/prd_<scene name>)")
     train.add_argument("--config", help="JSON file of a PRDConfig (stages, loss weights, learning rates, ...)")
     train.add_argument("--downsample", type=int, default=1, help="train at 1/F resolution (area-averaged images)")

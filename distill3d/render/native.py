@@ -46,7 +46,7 @@ from distillcore.checks import check_positive, check_tensor
 from distill3d.render import compositing, projection
 from distill3d.render.validation import check_cameras, check_geometry, check_planes
 
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
