@@ -10,7 +10,6 @@ scikit-learn's k-means (the distortion floor a codebook of that size can reach),
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import time
@@ -19,6 +18,7 @@ from dataclasses import asdict
 from sklearn.cluster import KMeans
 
 from distillcore.demo import CodebookStudyConfig, load_digit_rows, run_codebook_study
+from distillcore.serialization import write_json_atomic
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "distillcore_codebook.json"
 KMEANS_RESTARTS = 4
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:34s} {r['codes_used']:>10d} {r['perplexity']:>10.1f} {r['relative_distortion']:>16.3f}")
     print(f"({seconds:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"study": asdict(study), "results": results, "seconds": seconds}, indent=2))
+    write_json_atomic(args.out, {"study": asdict(study), "results": results, "seconds": seconds})
     return 0
 
 

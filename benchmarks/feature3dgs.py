@@ -26,8 +26,10 @@ import time
 
 import torch
 
+from distillcore.serialization import write_json_atomic
 from distill3d.data import default_scene_dir
-from distill3d.fields.config import TrainConfig
+from distillcore.config_cli import build_config, merge
+from distill3d.fields.config import TrainConfig, short_schedule
 from distill3d.fields.pipeline import prepare_scene
 from distill3d.fields.trainer import Trainer
 from distill3d.query import segmentation_miou
@@ -39,18 +41,13 @@ MODES = ("plain", "feature", "decoder")
 
 
 def make_config(args, mode: str) -> TrainConfig:
-    cfg = TrainConfig(teacher=args.teacher, steps=args.steps, sh_degree=args.sh_degree,
-                      sh_degree_interval=max(1, args.steps // 4), eval_every=0, checkpoint_every=0)
-    cfg.init.num_points = args.points
-    cfg.densify.refine_start_iter = max(1, args.steps // 6)
-    cfg.densify.refine_stop_iter = int(args.steps * 0.8)
-    cfg.densify.refine_every = max(1, args.steps // 12)
-    cfg.densify.reset_every = 10 * args.steps  # no opacity reset in a run this short
+    # the same short schedule as `distill3d train --preset quick|benchmark` (one definition)
+    data = merge(short_schedule(args.steps, args.points), {"teacher": args.teacher, "sh_degree": args.sh_degree})
     if mode == "plain":
-        cfg.loss.feature_weight = 0.0
+        data = merge(data, {"loss": {"feature_weight": 0.0}})
     if mode == "decoder":
-        cfg.decoder.enabled, cfg.decoder.low_dim = True, args.low_dim
-    return cfg
+        data = merge(data, {"decoder": {"enabled": True, "low_dim": args.low_dim}})
+    return build_config(TrainConfig, data)
 
 
 @torch.no_grad()
@@ -71,12 +68,12 @@ def render_fps(trainer: Trainer, scene, with_features: bool) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="reduced run (fewer steps and points)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per field (default 2000, quick 150)")
-    parser.add_argument("--points", type=int, default=None, help="initial Gaussians (default 20000, quick 5000)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per field (default 1000, quick 150)")
+    parser.add_argument("--points", type=int, default=None, help="initial Gaussians (default 5000)")
     parser.add_argument("--teacher", default="efficientnet-lite0", help="teacher registry name")
     parser.add_argument("--low-dim", type=int, default=16, help="decoder's rendered width D_low")
     parser.add_argument("--sh-degree", type=int, default=3, help="maximum SH degree")
-    parser.add_argument("--downscale", type=int, default=1, help="train and evaluate at 1/N resolution")
+    parser.add_argument("--downscale", type=int, default=2, help="train and evaluate at 1/N resolution")
     parser.add_argument("--scene", type=pathlib.Path, default=None, help="scene folder (default: distill3d/scenes/default)")
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path("benchmarks/.cache/features"),
                         help="teacher feature cache")
@@ -85,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fields to train; rows of other modes already in --out with the same settings are "
                              "kept, so a long benchmark can run in several processes")
     args = parser.parse_args(argv)
-    args.steps = args.steps or (150 if args.quick else 2000)
-    args.points = args.points or (5000 if args.quick else 20000)
+    args.steps = args.steps or (150 if args.quick else 1000)
+    args.points = args.points or 5000
     scene_dir = args.scene or default_scene_dir()
 
     prepared = prepare_scene(scene_dir, args.teacher, args.cache, downscale=args.downscale)
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         result["decoder_speedup"] = rows["decoder"]["render_fps"] / rows["feature"]["render_fps"]
         result["decoder_miou_drop_points"] = 100 * (rows["feature"]["miou"] - rows["decoder"]["miou"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json_atomic(args.out, result)
 
     print(f"\nFeature 3DGS on {scene_dir.name} at {train.width}x{train.height} ({args.steps} steps, "
           f"teacher {args.teacher}, CPU)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
+from distillcore.serialization import write_json_atomic
 from graphdistill.data.graphs import SplitConfig, load_nci_tpsa, load_solubility
 from graphdistill.mirage import DistillConfig, ModelConfig, TrainConfig, distill, graphs_nbytes, hash_trees, train_gnn
 from graphdistill.mirage.labels import DiscretizeConfig, discretize
@@ -33,13 +33,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "mirage.json"
 REGIMES = ("full", "mirage", "random")
 HASH_NODES = 1_000_000
 HASH_DEPTH = 3
-
-
-def save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
 
 
 def mean_std(values: list[float]) -> dict:
@@ -110,7 +103,7 @@ def run_dataset(name: str, splits, seeds: int, train_config: TrainConfig, state:
                 config = TrainConfig(**{**vars(train_config), "seed": seed})
                 result = train_gnn(graphs, w, splits.val, splits.test, spec, splits.num_classes, ModelConfig(model=model, num_layers=distilled.depth), config)
                 entry["runs"][key] = {"graphs": len(graphs), "bytes": graphs_nbytes(graphs) if regime != "mirage" else distilled.nbytes, **{f"test_{k}": v for k, v in result.test.items()}}
-                save_atomic(state, RESULTS)
+                write_json_atomic(RESULTS, state)
                 print(f"  {name} {key}: test ROC-AUC {result.test['roc_auc']:.3f}", flush=True)
     return entry
 
@@ -179,7 +172,7 @@ def main() -> None:
         entry["summary"] = summarise(entry, seeds)
         if name == "solubility":
             state["hashing"] = hashing_throughput(splits.all_graphs())
-        save_atomic(state, RESULTS)
+        write_json_atomic(RESULTS, state)
     print_table(state)
 
 

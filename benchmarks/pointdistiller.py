@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from distillcore.serialization import load_state, write_json_atomic
 from distill3d.points.distill import METHODS, DistillConfig
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
 from distill3d.points.pillars import PillarConfig, PillarDetector
@@ -101,7 +102,7 @@ def load_finished(path: Path, steps: int, distill: DistillConfig | None, model) 
     would mix two configurations)."""
     if not path.is_file():
         return False
-    state = torch.load(path, weights_only=False)
+    state = load_state(path, what="detector checkpoint")
     if (state["model_config"] != dataclasses.asdict(model.cfg)
             or state["meta"].get("distill") != (dataclasses.asdict(distill) if distill is not None else None)):
         path.unlink()
@@ -214,9 +215,7 @@ def main(argv=None) -> dict:
         previous = json.loads(args.out.read_text())
         if previous.get("config") == results["config"]:
             results["families"] = {**previous["families"], **results["families"]}
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, results, indent=1)
     print(f"\nwrote {args.out}")
     return results
 

@@ -27,12 +27,12 @@ import pathlib
 import re
 import shutil
 
+from distillcore.serialization import write_json_atomic
 from distill3d.data import SCENES_DIR
-from distill3d.fields.checkpoint import load_checkpoint
 from distill3d.inverse.config import PRDConfig
 from distill3d.inverse.metrics import evaluate_inverse, relit_oracles
 from distill3d.inverse.pipeline import load_splits
-from distill3d.inverse.trainer import PRDTrainer
+from distill3d.inverse.trainer import PRDTrainer, load_prd_checkpoint
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "prd.json"
 QUICK = {"downsample": 2, "radiance_steps": 300, "stage_steps": (50, 50, 50), "num_points": 3000}
@@ -96,7 +96,7 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
         config = benchmark_config(size, progress, progress_init, settings)
         trainer = PRDTrainer(train, config, out, test, name=scene_dir.name)
         if trainer.checkpoint_path.is_file():
-            if load_checkpoint(trainer.checkpoint_path)["config"] == trainer.config.to_dict():
+            if load_prd_checkpoint(trainer.checkpoint_path)["config"] == trainer.config.to_dict():
                 trainer.resume()
             else:  # an older run with other settings: retrain the physical stages from the shared pre-training
                 print(f"{out}: the configuration changed since its checkpoint, training the physical stages again")
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(name, report["scenes"][name])
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_json_atomic(out, report)
     print(f"\nwrote {out}")
     return 0
 

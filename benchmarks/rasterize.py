@@ -36,6 +36,7 @@ from typing import Callable
 
 import torch
 
+from distillcore.serialization import write_json_atomic
 from distill3d.render import isect_offset_encode, isect_tiles, project_gaussians, rasterize
 from distill3d.render.compositing import count_blends
 from distill3d.render.random_scene import SceneConfig, random_scene
@@ -299,10 +300,7 @@ def main(argv: list[str] | None = None) -> None:
                         "gpu": torch.cuda.get_device_name() if config.device == "cuda" else None},
             "rows": rows,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, args.out)
+        write_json_atomic(args.out, result)
 
     backends = [b for b in config.backends if b in available_backends(config.device)]
     print(f"device {config.device}, {torch.get_num_threads()} threads, backends {backends}, load average "

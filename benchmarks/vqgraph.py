@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from distillcore.serialization import write_json_atomic
 from graphdistill.datasets import SBMConfig, load_node_dataset, sbm_graph
 from graphdistill.vqgraph import MLPStudent, SplitConfig, VQGNNTeacher, VQGraphConfig, run_experiment
 from graphdistill.vqgraph.latency import inductive_latency
@@ -124,7 +125,7 @@ def main() -> None:
     merged_table = {**previous.get("datasets", {}), **{n: {**e, "seeds": seeds, "quick": args.quick} for n, e in table.items()}}
     merged_config = {**previous.get("config", {}), **{n: DATASET_CONFIGS[n].to_dict() for n in datasets}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"datasets": merged_table, "latency": lat, "config": merged_config}, indent=2))
+    write_json_atomic(RESULTS, {"datasets": merged_table, "latency": lat, "config": merged_config})
     print(f"\nwrote {RESULTS}")
 
 

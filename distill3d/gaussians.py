@@ -21,7 +21,6 @@ f_rest is channel-major (all R coefficients, then G, then B) as 3DGS writes it.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
 from distillcore.checks import check_positive, check_tensor
+from distillcore.serialization import atomic_write, describe_error
 
 SH_C0 = 0.28209479177387814
 STANDARD_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN")
@@ -207,11 +207,7 @@ class Gaussians(nn.Module):
         vertex = np.empty(len(self), dtype=[(name, "<f4") for name in cols])
         for name, values in cols.items():
             vertex[name] = values
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, lambda tmp: PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp)))
 
     @classmethod
     def load_ply(cls, path: str | Path) -> "Gaussians":
@@ -219,7 +215,14 @@ class Gaussians(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"PLY file not found: {path}")
-        vertex = PlyData.read(str(path))["vertex"]
+        try:
+            # mmap=False: a truncated file fails here, not later on first access to a missing page
+            ply = PlyData.read(str(path), mmap=False)
+        except Exception as err:  # plyfile raises PlyParseError, ValueError, EOFError, UnicodeDecodeError, ...
+            raise ValueError(f"PLY file {path} is truncated or corrupt ({describe_error(err)})") from None
+        if "vertex" not in ply:
+            raise ValueError(f"{path} is not a 3DGS PLY: it has no vertex element")
+        vertex = ply["vertex"]
         names = [prop.name for prop in vertex.properties]
         missing = [c for c in ("x", "y", "z", "opacity", "f_dc_0", "f_dc_1", "f_dc_2", "scale_0", "scale_1",
                                "scale_2", "rot_0", "rot_1", "rot_2", "rot_3") if c not in names]

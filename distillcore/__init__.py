@@ -8,9 +8,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from distillcore.checks import check_positive, check_same_size, check_tensor
-
 _LAZY_EXPORTS = {
+    # even the checks (they import torch): `distill3d --help` imports distillcore.cli and no torch
+    "check_tensor": "distillcore.checks",
+    "check_same_size": "distillcore.checks",
+    "check_positive": "distillcore.checks",
     "masked_weighted_mean": "distillcore.reduction",
     "kd_kl_loss": "distillcore.kd",
     "kl_per_row": "distillcore.kd",
@@ -32,6 +34,7 @@ _LAZY_EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from distillcore.checks import check_positive, check_same_size, check_tensor
     from distillcore.code_assignment import code_similarity, soft_code_assignment_kl
     from distillcore.feature import feature_distill_loss, resize_to
     from distillcore.image import image_loss, ssim
@@ -51,4 +54,4 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = ["check_tensor", "check_same_size", "check_positive", *_LAZY_EXPORTS]
+__all__ = [*_LAZY_EXPORTS]

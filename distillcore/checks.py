@@ -79,3 +79,70 @@ def check_positive(value: float, name: str, *, strict: bool = True) -> float:
     if not (v > 0 if strict else v >= 0) or v != v or v in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite, got {value}")
     return v
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high}"
+    return f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def check_range(value, name: str, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False, integer: bool = False):
+    """Checks a scalar setting lies in an interval and returns it unchanged.
+
+    Args:
+        value: the value to check (a bool is rejected where a number is expected).
+        name: the setting's name, used in the error message (e.g. ``"loss.feature_weight"``).
+        low, high: bounds (``None``: unbounded on that side).
+        low_open, high_open: exclude the bound itself (``(0, 1]`` is ``low=0, high=1, low_open=True``).
+        integer: require an ``int``.
+
+    Raises ``ValueError("NAME must be ... in (0, 1], got 1.5")``; NaN and infinities are always rejected.
+    """
+    kind = "an integer" if integer else "a number"
+    where = _interval(low, high, low_open, high_open) if (low is not None or high is not None) else "finite"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ValueError(f"{name} must be {kind} {where}, got {value!r}")
+    v = float(value)
+    ok = v == v and v not in (float("inf"), float("-inf"))
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        in_ = "" if where == "finite" or where[0] in "<>" else "in "
+        raise ValueError(f"{name} must be {in_}{where}, got {value!r}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> object:
+    """Checks ``value`` is one of ``choices`` and returns it."""
+    if value not in tuple(choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_device(device) -> "torch.device":
+    """Checks a torch device name parses and exists here; returns the ``torch.device``.
+
+    ``cuda`` on a machine (or a torch build) without CUDA is one clear error naming what is available,
+    instead of a traceback from the first tensor moved there.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({err})") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} is not available: this torch build has no usable CUDA device "
+                             "(available: cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} is not available: {count} CUDA device(s) here "
+                             f"(cuda:0 .. cuda:{count - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available here (available: cpu)")
+    return dev

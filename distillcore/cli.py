@@ -1,7 +1,10 @@
 """Command-line plumbing shared by the `distill3d` and `graphdistill` commands.
 
-Each command group lives in its own module exposing ``add_parser(subparsers, name, help)``; groups
-are imported lazily so ``--help`` stays fast and a group whose package is absent is left out.
+Each command group lives in its own module exposing ``add_parser(subparsers, name, help)``. A group's
+module is imported only when its command is parsed (:class:`_LazyGroupParser`), so ``prog --help``
+imports no group (no torch) and one group's missing optional dependency never breaks another group.
+A command whose extra is missing ends with one line naming the extra and exit code 2
+(:class:`distillcore.extras.MissingExtraError`).
 """
 from __future__ import annotations
 
@@ -11,35 +14,89 @@ import os
 import sys
 from typing import Callable
 
+from distillcore.extras import MissingExtraError, missing_extra_for
+
+
+class _LazyGroupParser(argparse.ArgumentParser):
+    """Stands in for a command group's parser in ``prog``'s sub-command table: the top-level help lists
+    the group from its one-line help, and parsing the group's arguments imports the group module and
+    hands them to the real parser it registers."""
+
+    def __init__(self, *args, group_module: str, group_help: str | None = None, **kwargs):
+        super().__init__(*args, add_help=False, **kwargs)
+        self._group_module, self._group_help = group_module, group_help
+        self._real: argparse.ArgumentParser | None = None
+
+    def group_parser(self) -> argparse.ArgumentParser:
+        """The group's real parser (imports the group module on first call).
+
+        Raises :class:`MissingExtraError` (message prefixed by ``prog group``) when the module needs an
+        optional package that is not installed.
+        """
+        if self._real is None:
+            prog, name = self.prog.rsplit(" ", 1)
+            try:
+                module = importlib.import_module(self._group_module)
+            except ImportError as err:
+                missing = missing_extra_for(err)
+                if missing is not None:
+                    raise missing.with_command(self.prog) from err
+                if isinstance(err, ModuleNotFoundError) and err.name and self._group_module.startswith(err.name):
+                    self.exit(2, f"{self.prog}: error: the {name!r} command is not part of this installation "
+                                 f"(module {self._group_module} not found)\n")
+                raise
+            # registered under a throw-away parent named like the real one, so usage lines read "prog name"
+            subparsers = argparse.ArgumentParser(prog=prog, add_help=False).add_subparsers()
+            module.add_parser(subparsers, name, self._group_help)
+            self._real = subparsers.choices[name]
+        return self._real
+
+    def parse_known_args(self, args=None, namespace=None):
+        return self.group_parser().parse_known_args(args, namespace)
+
 
 def build_parser(prog: str, groups: list[tuple[str, str, str]], description: str) -> argparse.ArgumentParser:
+    """The ``prog`` parser with one sub-command per ``(name, module, one-line help)`` group; a group's
+    module is imported only when that command is parsed."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_LazyGroupParser)
     for name, module, help_text in groups:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name is not None and module.startswith(err.name):
-                continue  # the group is not part of this build
-            raise
-        mod.add_parser(sub, name, help_text)
+        sub.add_parser(name, help=help_text, group_module=module, group_help=help_text)
     return parser
 
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parses ``argv`` and runs the chosen command; errors propagate (for tests and Python callers)."""
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    """Parses ``argv`` and runs the chosen command; errors propagate (for tests and Python callers).
+
+    An ImportError of an optional package (``import open3d`` with open3d absent) is re-raised as
+    :class:`MissingExtraError` naming the command and the extra that provides it.
+    """
+    command = None
+    try:
+        args = parser.parse_args(argv)
+        command = getattr(args, "command", None)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except ImportError as err:
+        missing = missing_extra_for(err)
+        if missing is None or missing.command is not None:
+            raise
+        raise missing.with_command(f"{parser.prog} {command}" if command else parser.prog) from err
 
 
 def console(prog: str, main: Callable[[list[str] | None], int]) -> int:
     """Console-script entry around ``main``: bad input (a missing file, a malformed value) is reported
-    as one ``error:`` line and exit code 2 rather than a traceback. ``DISTILLKIT_DEBUG=1`` re-raises."""
+    as one ``error:`` line and exit code 2 rather than a traceback, and so is a missing optional
+    package (one line naming the extra to install). ``DISTILLKIT_DEBUG=1`` re-raises."""
     try:
         return main(None)
+    except MissingExtraError as err:
+        if os.environ.get("DISTILLKIT_DEBUG") == "1":
+            raise
+        print(str(err) if err.command else f"{prog}: {err}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, KeyError) as err:
         if os.environ.get("DISTILLKIT_DEBUG") == "1":
             raise

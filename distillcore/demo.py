@@ -9,7 +9,6 @@ runs the same study at full size.
 """
 from __future__ import annotations
 
-import json
 import pathlib
 from dataclasses import asdict, dataclass, replace
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from distillcore.quantize import QuantizerConfig, VectorQuantizer
+from distillcore.serialization import write_json_atomic
 
 # Digits pixels run 0..16.
 DIGITS_PIXEL_MAX = 16.0
@@ -83,7 +83,7 @@ def demo(out_dir: pathlib.Path) -> dict:
     study = CodebookStudyConfig(epochs=5)
     results = run_codebook_study(study)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "codebook_study.json").write_text(json.dumps({"study": asdict(study), "results": results}, indent=2))
+    write_json_atomic(out_dir / "codebook_study.json", {"study": asdict(study), "results": results})
     return {
         "perplexity_no_restart": round(results["EMA, random init"]["perplexity"], 2),
         "perplexity_restart": round(results["EMA + dead-code restart"]["perplexity"], 2),

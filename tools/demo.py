@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
 from pathlib import Path
+
+from distillcore.serialization import write_json_atomic
 
 # (name shown, module with demo())
 METHODS = [
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = f"{value:.4g}" if isinstance(value, float) else value
             print(f"    {key:<40} {shown}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(args.out / "summary.json", summary)
     print(f"\noutputs under {args.out}/, summary in {args.out / 'summary.json'}")
     return 0
 

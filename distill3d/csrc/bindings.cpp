@@ -277,14 +277,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_forward(
     return {render, transmittance, last_ids};
 }
 
-// Returns (v_means2d [C,N,2], v_conics [C,N,3], v_colors [C,N,D], v_opacities [C,N]).
+// Returns (v_means2d [C,N,2], v_conics [C,N,3], v_colors [C,N,D], v_opacities [C,N]). `deterministic`:
+// each Gaussian's per-tile gradients are added in a fixed order (bitwise reproducible) instead of with
+// atomics in thread order.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_backward(
     const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
     const at::Tensor& opacities, const std::optional<at::Tensor>& backgrounds, int64_t width, int64_t height,
     int64_t tile_size, const at::Tensor& isect_offsets, const at::Tensor& flatten_ids,
     int64_t geometry_channels, double alpha_min, double alpha_max, double transmittance_min,
     const at::Tensor& transmittance, const at::Tensor& last_ids, const at::Tensor& v_render,
-    const at::Tensor& v_alpha) {
+    const at::Tensor& v_alpha, bool deterministic) {
     check_raster_inputs(means2d, conics, colors, opacities, backgrounds, isect_offsets, flatten_ids);
     for (const auto* t : {&transmittance, &last_ids, &v_render, &v_alpha}) check_input(*t, "saved tensor", colors.device());
     D3_DEVICE_GUARD(colors);
@@ -293,6 +295,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_backward(
     auto v_conics = at::zeros_like(conics);
     auto v_colors = at::zeros_like(colors);
     auto v_opacities = at::zeros_like(opacities);
+#if defined(D3_WITH_CUDA)
+    // The CUDA deterministic mode's buffers: a zeroed row per intersection, and the intersections
+    // grouped by Gaussian in their sorted (tile) order.
+    at::Tensor isect_rows, row_order, row_starts;
+    if (on_cuda(colors) && deterministic) {
+        const int64_t row_width = distill3d::cuda::backward_row_width(dims.channels);
+        isect_rows = at::zeros({dims.intersections, row_width}, colors.options());
+        auto sorted = flatten_ids.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+        row_order = std::get<1>(sorted);
+        const auto ids = at::arange(dims.cameras * dims.gaussians + 1, flatten_ids.options());
+        row_starts = at::searchsorted(std::get<0>(sorted), ids).to(at::kLong).contiguous();
+    }
+#endif
     AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "rasterize_backward", [&] {
         const auto params = blend_params<scalar_t>(alpha_min, alpha_max, transmittance_min);
         const auto args = std::make_tuple(
@@ -303,11 +318,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_backward(
             v_conics.data_ptr<scalar_t>(), v_colors.data_ptr<scalar_t>(), v_opacities.data_ptr<scalar_t>());
 #if defined(D3_WITH_CUDA)
         if (on_cuda(colors)) {
-            std::apply(distill3d::cuda::rasterize_backward<scalar_t>, std::tuple_cat(args, std::make_tuple(stream())));
+            distill3d::cuda::DeterministicRows<scalar_t> rows;
+            if (deterministic) {
+                rows.isect_rows = isect_rows.data_ptr<scalar_t>();
+                rows.order = row_order.data_ptr<int64_t>();
+                rows.starts = row_starts.data_ptr<int64_t>();
+            }
+            std::apply(distill3d::cuda::rasterize_backward<scalar_t>,
+                       std::tuple_cat(args, std::make_tuple(rows, stream())));
             return;
         }
 #endif
-        std::apply(distill3d::cpu::rasterize_backward<scalar_t>, args);
+        std::apply(distill3d::cpu::rasterize_backward<scalar_t>, std::tuple_cat(args, std::make_tuple(deterministic)));
     });
     return {v_means2d, v_conics, v_colors, v_opacities};
 }

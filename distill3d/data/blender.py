@@ -24,6 +24,8 @@ from distill3d.data.environment import check_environment
 from distill3d.data.files import read_image
 from distill3d.data.scene import Scene
 
+# |R^T R - I| allowed in a transform_matrix (exported poses carry float noise; a zero or scaled block does not pass)
+POSE_ORTHONORMAL_TOLERANCE = 1e-3
 _EXTRA_KEYS = ("geometry_file_path", "albedo_file_path", "material_file_path", "mask_file_path", "relit_file_path")
 
 
@@ -60,10 +62,15 @@ def _intrinsics(meta: dict, width: int, height: int, path: Path) -> np.ndarray:
         fx = float(meta["fl_x"])
         fy = float(meta.get("fl_y", fx))
     elif "camera_angle_x" in meta:
+        for key in ("camera_angle_x", "camera_angle_y"):  # a field of view of 0 or >= 180 degrees is no pinhole
+            if key in meta and not 0 < float(meta[key]) < math.pi:
+                raise ValueError(f"{path}: {key} must be in (0, pi) radians, got {meta[key]}")
         fx = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))
         fy = 0.5 * height / math.tan(0.5 * float(meta["camera_angle_y"])) if "camera_angle_y" in meta else fx
     else:
         raise ValueError(f"{path}: needs camera_angle_x or fl_x to define the intrinsics")
+    if not (fx > 0 and fy > 0 and math.isfinite(fx) and math.isfinite(fy)):
+        raise ValueError(f"{path}: focal lengths must be finite and > 0, got fl_x={fx}, fl_y={fy}")
     cx, cy = float(meta.get("cx", 0.5 * width)), float(meta.get("cy", 0.5 * height))
     for key, size in (("w", width), ("h", height)):
         if key in meta and int(meta[key]) != size:
@@ -143,6 +150,10 @@ def load_blender(
         pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if pose.shape != (4, 4) or not np.isfinite(pose).all():
             raise ValueError(f"{path}: frame {i} transform_matrix must be a finite 4 x 4 matrix, got shape {pose.shape}")
+        rotation = pose[:3, :3]  # a camera-to-world pose: its rotation block is orthonormal
+        if not np.allclose(rotation.T @ rotation, np.eye(3), atol=POSE_ORTHONORMAL_TOLERANCE):
+            raise ValueError(f"{path}: frame {i} transform_matrix has a rotation block that is not a rotation "
+                             f"(det {np.linalg.det(rotation):.3g}): not a camera pose")
         rgb, alpha = read_rgba(image_path, background_arr)
         images.append(rgb)
         alphas.append(alpha)

@@ -37,10 +37,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from distillcore.extras import require_extra
+from distillcore.serialization import write_json_atomic
+
 from distill3d.data.cameras import intrinsics_from_fov, look_at_opengl, opengl_to_viewmat
 from distill3d.data.colorspace import linear_to_srgb
 from distill3d.data.environment import synthesize_environment
-from distill3d.data.files import to_uint8, write_json, write_npz, write_png
+from distill3d.data.files import to_uint8, write_npz, write_png
 from distill3d.data.meshes import resolve_mesh
 from distill3d.data.mitsuba_setup import ensure_variant
 from distill3d.data.recipes import CameraRig, MaterialSpec, ObjectSpec, SceneRecipe
@@ -271,6 +274,8 @@ def _scene_json(recipe: SceneRecipe, build_seconds: float | None = None) -> dict
 
 def build_scene(recipe: SceneRecipe, out_dir: str | Path, *, overwrite: bool = False, progress: bool = True) -> Path:
     """Renders ``recipe`` into ``out_dir`` (layout in the module docstring) and returns the folder."""
+    for module in ("mitsuba", "pybullet_data"):  # before any output: a missing extra is one clear error
+        require_extra(module, "scenes")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -279,7 +284,7 @@ def build_scene(recipe: SceneRecipe, out_dir: str | Path, *, overwrite: bool = F
         if json.loads(previous.read_text()).get("recipe") != _scene_json(recipe)["recipe"]:
             raise ValueError(f"{out} holds a scene built from a different recipe: pass overwrite=True "
                              "(--overwrite) or choose another output folder")
-    write_json(previous, _scene_json(recipe))  # marks the folder's recipe for a resumed build
+    write_json_atomic(previous, _scene_json(recipe))  # marks the folder's recipe for a resumed build
     environments = {"train": synthesize_environment(recipe.environment),
                     "relight": synthesize_environment(recipe.relight_environment)}
     renderer = _Renderer(recipe, environments)
@@ -309,7 +314,7 @@ def build_scene(recipe: SceneRecipe, out_dir: str | Path, *, overwrite: bool = F
     camera = {"camera_angle_x": math.radians(recipe.cameras.fov_x_deg), "w": settings.width, "h": settings.height,
               "fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])}
     for split in SPLITS:
-        write_json(out / f"transforms_{split}.json", {**camera, "frames": frames[split]})
+        write_json_atomic(out / f"transforms_{split}.json", {**camera, "frames": frames[split]})
     write_npz(out / "environment.npz", **environments)
-    write_json(out / "scene.json", _scene_json(recipe, build_seconds=round(time.perf_counter() - start, 1)))
+    write_json_atomic(out / "scene.json", _scene_json(recipe, build_seconds=round(time.perf_counter() - start, 1)))
     return out

@@ -5,6 +5,36 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from distillcore.checks import check_range
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args)
+
+
+@dataclasses.dataclass
+class BuildConfig:
+    """`distill3d scenes build` options (unset values keep the recipe's)."""
+    out: Path | None = None  # output folder (default: the package's scenes/NAME)
+    spp: int | None = None  # path-traced samples per pixel (default: the recipe's)
+    resolution: tuple[int, int] | None = None  # image width and height in pixels (default: the recipe's)
+    num_train: int | None = None  # number of training views (default: the recipe's)
+    num_test: int | None = None  # number of held-out test views (default: the recipe's)
+    overwrite: bool = False  # re-render views that already exist
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Unset values keep the recipe's; set ones must be positive (num_test may be 0)."""
+        if self.spp is not None:
+            check_range(self.spp, "spp", 1, integer=True)
+        if self.resolution is not None:
+            for name, value in zip(("width", "height"), self.resolution):
+                check_range(value, f"resolution {name}", 1, integer=True)
+        if self.num_train is not None:
+            check_range(self.num_train, "num_train", 2, integer=True)  # a 3D field needs 2 posed views
+        if self.num_test is not None:
+            check_range(self.num_test, "num_test", 0, integer=True)
+
 
 def add_parser(subparsers, name: str, help: str) -> None:
     parser = subparsers.add_parser(name, help=help, description=(
@@ -18,14 +48,9 @@ def add_parser(subparsers, name: str, help: str) -> None:
         "and the test views relit under a second environment, in Blender transforms_{train,test}.json form. "
         "An interrupted build resumes: views whose files exist are skipped unless --overwrite."))
     build.add_argument("name", help="recipe name (see `distill3d scenes list`)")
-    build.add_argument("--out", type=Path, default=None, help="output folder (default: scenes/NAME in the repository)")
-    build.add_argument("--spp", type=int, default=None, help="path-traced samples per pixel (default: the recipe's)")
-    build.add_argument("--resolution", type=int, nargs=2, metavar=("W", "H"), default=None,
-                       help="image width and height in pixels (default: the recipe's)")
-    build.add_argument("--num-train", type=int, default=None, help="number of training views (default: the recipe's)")
-    build.add_argument("--num-test", type=int, default=None, help="number of held-out test views (default: the recipe's)")
-    build.add_argument("--overwrite", action="store_true", help="re-render views that already exist")
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_file_arguments(build)
+    add_config_arguments(build, BuildConfig, group_title="build config (BuildConfig)")
+    add_run_options(build)
     build.set_defaults(func=_build)
 
     listing = actions.add_parser("list", help="list the scene recipes", description="List the scene recipes.")
@@ -42,6 +67,10 @@ def _build(args: argparse.Namespace) -> int:
     from distill3d.data.builder import build_scene
     from distill3d.data.recipes import get_recipe
 
+    run = apply_run_options(args)
+    cfg = config_from_args(BuildConfig, args)
+    args.out, args.spp, args.resolution, args.num_train, args.num_test = (
+        cfg.out, cfg.spp, cfg.resolution, cfg.num_train, cfg.num_test)
     recipe = get_recipe(args.name)
     render, cameras = recipe.render, recipe.cameras
     if args.spp is not None:
@@ -53,7 +82,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.num_test is not None:
         cameras = dataclasses.replace(cameras, num_test=args.num_test)
     out = build_scene(recipe.replace(render=render, cameras=cameras), args.out or SCENES_DIR / args.name,
-                      overwrite=args.overwrite, progress=not args.quiet)
+                      overwrite=cfg.overwrite, progress=run.progress)
     print(f"scene {recipe.name} written to {out}")
     return 0
 
@@ -73,7 +102,9 @@ def _info(args: argparse.Namespace) -> int:
     from distill3d.data import load_scene
     from distill3d.data.scene import PER_VIEW_BUFFERS
 
-    path: Path = args.path
+    from distill3d.data import resolve_scene_dir
+
+    path: Path = resolve_scene_dir(args.path)  # a folder or a bundled scene's name
     splits = sorted(p.stem.removeprefix("transforms_") for p in path.glob("transforms_*.json")) or ["train", "test"]
     for split in splits:
         scene = load_scene(path, split, min_views=1)

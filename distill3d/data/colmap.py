@@ -11,6 +11,7 @@ when every distortion coefficient is zero. Run ``colmap image_undistorter`` on a
 from __future__ import annotations
 
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,10 @@ class ColmapImage:
 
     def viewmat(self) -> np.ndarray:
         """World -> camera ``[4, 4]`` (OpenCV)."""
-        w, x, y, z = self.qvec / np.linalg.norm(self.qvec)
+        norm = np.linalg.norm(self.qvec)
+        if not np.isfinite(norm) or norm < 1e-12:
+            raise ValueError(f"image {self.name!r} has quaternion {self.qvec.tolist()}, which is no rotation")
+        w, x, y, z = self.qvec / norm
         rot = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
             [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
@@ -164,49 +168,62 @@ def read_points3d_binary(path: Path) -> ColmapPoints:
 
 
 # ---- text -------------------------------------------------------------------------------------------
-def _content_lines(path: Path) -> list[str]:
-    """The file's lines without comments (blank lines kept: an image's 2D-point line may be empty)."""
-    return [line.strip() for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+def _content_lines(path: Path) -> list[tuple[int, str]]:
+    """``(1-based line number, line)`` of the file's lines without comments (blank lines kept: an
+    image's 2D-point line may be empty); the numbers let every parse error name its line."""
+    return [(n, line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1)
+            if not line.lstrip().startswith("#")]
+
+
+@contextmanager
+def _at_line(path: Path, lineno: int, line: str, minimum: int, what: str):
+    """Yields the line's fields; a short line or an unparsable number is one ValueError naming file and line."""
+    tok = line.split()
+    if len(tok) < minimum:
+        raise ValueError(f"{path}:{lineno}: a COLMAP {what} line needs at least {minimum} fields, got {len(tok)}: {line!r}")
+    try:
+        yield tok
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"{path}:{lineno}: malformed COLMAP {what} line {line!r} ({err})") from None
 
 
 def read_cameras_text(path: Path) -> dict[int, ColmapCamera]:
     cameras = {}
-    for line in _content_lines(path):
+    for lineno, line in _content_lines(path):
         if line:
-            tok = line.split()
-            cameras[int(tok[0])] = _camera(int(tok[0]), tok[1], int(tok[2]), int(tok[3]), [float(v) for v in tok[4:]], path)
+            with _at_line(path, lineno, line, 4, "camera") as tok:
+                cameras[int(tok[0])] = _camera(int(tok[0]), tok[1], int(tok[2]), int(tok[3]), [float(v) for v in tok[4:]], path)
     return cameras
 
 
 def read_images_text(path: Path) -> dict[int, ColmapImage]:
     lines = _content_lines(path)
-    while lines and not lines[-1]:
+    while lines and not lines[-1][1]:
         lines.pop()
     images = {}
     i = 0
     while i < len(lines):
-        if not lines[i]:  # stray blank line between entries
+        lineno, line = lines[i]
+        if not line:  # stray blank line between entries
             i += 1
             continue
-        tok = lines[i].split()
-        if len(tok) < 10:
-            raise ValueError(f"{path}: malformed image line {lines[i]!r}")
-        image_id = int(tok[0])
-        values = [float(v) for v in tok[1:8]]
-        images[image_id] = ColmapImage(image_id, np.array(values[:4]), np.array(values[4:7]), int(tok[8]), " ".join(tok[9:]))
+        with _at_line(path, lineno, line, 10, "image") as tok:
+            image_id = int(tok[0])
+            values = [float(v) for v in tok[1:8]]
+            images[image_id] = ColmapImage(image_id, np.array(values[:4]), np.array(values[4:7]), int(tok[8]), " ".join(tok[9:]))
         i += 2  # skip the image's 2D-point line
     return images
 
 
 def read_points3d_text(path: Path) -> ColmapPoints:
     ids, xyz, rgb, err = [], [], [], []
-    for line in _content_lines(path):
+    for lineno, line in _content_lines(path):
         if line:
-            tok = line.split()
-            ids.append(int(tok[0]))
-            xyz.append([float(v) for v in tok[1:4]])
-            rgb.append([int(v) for v in tok[4:7]])
-            err.append(float(tok[7]))
+            with _at_line(path, lineno, line, 8, "points3D") as tok:
+                ids.append(int(tok[0]))
+                xyz.append([float(v) for v in tok[1:4]])
+                rgb.append([int(v) for v in tok[4:7]])
+                err.append(float(tok[7]))
     return _points(ids, xyz, rgb, err)
 
 
@@ -224,6 +241,37 @@ def read_colmap_model(sparse_dir: str | Path) -> ColmapModel:
         if all(p.is_file() for p in paths):
             return ColmapModel(*(read(p) for read, p in zip(readers, paths)))
     raise FileNotFoundError(f"no COLMAP model in {sparse_dir}: expected cameras, images and points3D as .bin or .txt")
+
+
+# the 3DGS / Mip-NeRF 360 convention for photos reduced ahead of time: ``images_2``, ``images_4``, ``images_8``
+DOWNSAMPLED_FOLDER = "images_{factor}"
+
+
+def colmap_image_folder(root: str | Path, images: str | None = None, downsample: int = 1) -> tuple[str, int]:
+    """The image folder to read and the downsampling factor still to apply after reading it.
+
+    An explicit ``images`` folder is read as it is and ``downsample`` applies on top of it. Otherwise
+    ``images_<downsample>`` is read when it exists (its photos are already reduced, so nothing is left
+    to apply), else ``images`` with the whole factor left. ``load_colmap`` scales K to whatever size
+    the photos of the chosen folder have.
+
+    Args:
+        root: the COLMAP scene folder.
+        images: a folder name under ``root`` (``images``, ``images_4``, ...), or None to choose.
+        downsample: the wanted reduction of the full-resolution photos (>= 1).
+    """
+    root = Path(root)
+    if downsample < 1:
+        raise ValueError(f"downsample must be >= 1, got {downsample}")
+    if images is not None:
+        if not (root / images).is_dir():
+            found = sorted(p.name for p in root.glob("images*") if p.is_dir())
+            raise FileNotFoundError(f"image folder {images!r} not found in {root} (found: {found or 'none'})")
+        return images, downsample
+    reduced = DOWNSAMPLED_FOLDER.format(factor=downsample)
+    if downsample > 1 and (root / reduced).is_dir():
+        return reduced, 1
+    return "images", downsample
 
 
 def load_colmap(
@@ -252,6 +300,9 @@ def load_colmap(
     if not image_root.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_root}")
     posed = sorted(model.images.values(), key=lambda im: im.name)
+    for im in posed:  # a crafted model must not make us read files outside the image folder
+        if Path(im.name).is_absolute() or not (image_root / im.name).resolve().is_relative_to(image_root.resolve()):
+            raise ValueError(f"image name {im.name!r} in {root / sparse_dir} points outside {image_root}: refused")
     posed_names = {im.name for im in posed}
     on_disk = {p.relative_to(image_root).as_posix() for p in image_root.rglob("*")
                if p.suffix.lower() in (".png", ".jpg", ".jpeg")}

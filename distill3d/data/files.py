@@ -1,26 +1,19 @@
-"""Image and array files, written atomically (a temporary file, then ``os.replace``) so an interrupted
-build never leaves a truncated file that a resumed build would take as done."""
+"""Image and array files, written atomically (:func:`distillcore.serialization.atomic_write`) so an
+interrupted build never leaves a truncated file that a resumed build would take as done; JSON goes
+through :func:`distillcore.serialization.write_json_atomic`."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any, Callable
 
 import imageio.v3 as iio
 import numpy as np
 
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+from distillcore.serialization import atomic_write, describe_error
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """Writes a uint8 or uint16 ``[H, W]`` / ``[H, W, C]`` array as PNG."""
-    _atomic(path, lambda tmp: iio.imwrite(tmp, image, extension=".png"))
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension=".png"))
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -28,18 +21,23 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
 
-    _atomic(path, write)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
+    atomic_write(path, write)
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Reads an image file; a clear FileNotFoundError names it when missing."""
+    """Reads an image file as an array (``[H, W]`` or ``[H, W, C]``, the file's dtype).
+
+    Raises:
+        FileNotFoundError: ``path`` is missing.
+        ValueError: ``path`` is truncated, corrupt or not an image (one line naming it).
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    return np.asarray(iio.imread(path))
+    try:
+        return np.asarray(iio.imread(path))
+    except Exception as err:  # decoders raise OSError, SyntaxError, zlib.error, ValueError, ... on bad bytes
+        raise ValueError(f"image file {path} is truncated, corrupt or not an image ({describe_error(err)})") from None
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -1,66 +1,82 @@
-"""`distill3d train SCENE --teacher NAME`: train a Feature 3DGS field (or plain 3DGS with --plain)."""
+"""`distill3d train SCENE --teacher NAME`: train a Feature 3DGS field (or plain 3DGS with --plain).
+
+Every flag is generated from :class:`~distill3d.fields.config.TrainConfig` (``--steps``,
+``--loss.feature-weight``, ``--densify.refine-every``, ...) and :class:`TrainCommand`; ``--config``
+takes a JSON config (a run's ``config.json``), ``--preset quick|benchmark|full`` a whole schedule.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
-from .config import TrainConfig
-from .pipeline import DEFAULT_CACHE
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+
+from .config import TRAIN_PRESETS, TrainConfig
+
+# short flags kept from earlier releases (and for the most used fields)
+TRAIN_ALIASES = {"loss.feature_weight": "--feature-weight", "loss.lambda_dssim": "--lambda-dssim",
+                 "loss.feature_grad_to_geometry": "--feature-grad-to-geometry", "init.method": "--init",
+                 "init.num_points": "--points", "densify.enabled": "--densify", "data.test_every": "--test-every",
+                 "data.images": "--images"}
 
 
-def config_from_args(args) -> TrainConfig:
-    cfg = TrainConfig(teacher=args.teacher, steps=args.steps, sh_degree=args.sh_degree,
-                      sh_degree_interval=args.sh_degree_interval, backend=args.backend, eval_every=args.eval_every,
-                      checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
-    cfg.loss.lambda_dssim = args.lambda_dssim
-    cfg.loss.feature_weight = 0.0 if args.plain else args.feature_weight
-    cfg.loss.feature_grad_to_geometry = args.feature_grad_to_geometry
-    cfg.decoder.enabled = args.decoder_dim is not None
-    if args.decoder_dim is not None:
-        cfg.decoder.low_dim = args.decoder_dim
-    cfg.densify.enabled = not args.no_densify
-    cfg.init.method, cfg.init.num_points = args.init, args.points
-    return cfg
+@dataclasses.dataclass
+class TrainCommand:
+    """`distill3d train` options outside the training config."""
+    out: pathlib.Path | None = None  # output folder (default outputs/SCENE/TEACHER, or outputs/SCENE/plain)
+    plain: bool = False  # plain 3DGS: no teacher, RGB loss only
+    resume: bool = False  # continue from OUT/checkpoint.pt if it exists
+    overwrite: bool = False  # replace a run already in OUT (else it is kept and this fails)
+    teacher_checkpoint: str | None = None  # weights for teachers that need yours (sam, clip)
+    cache: pathlib.Path | None = None  # teacher feature cache folder (None: ~/.cache/distillkit/features)
+    downsample: int = 1  # train and evaluate at 1/F resolution (area-averaged images; COLMAP images_F if present)
+    decoder_dim: int | None = None  # shorthand for --decoder.enabled --decoder.low-dim N (the speed-up decoder)
+
+    def validate(self) -> None:
+        if self.downsample < 1:
+            raise ValueError(f"--downsample must be >= 1, got {self.downsample}")
+        if self.decoder_dim is not None and self.decoder_dim < 1:
+            raise ValueError(f"--decoder-dim must be >= 1, got {self.decoder_dim}")
+
+
+def resolve_configs(args) -> tuple[TrainConfig, TrainCommand]:
+    """The training config and the command options of parsed ``args`` (defaults < --config < --preset < flags)."""
+    command = config_from_args(TrainCommand, args)
+    config = config_from_args(TrainConfig, args)
+    if command.plain:
+        config.loss.feature_weight = 0.0
+    if command.decoder_dim is not None:
+        config.decoder.enabled, config.decoder.low_dim = True, command.decoder_dim
+    return config, command
 
 
 def cmd_train(args) -> int:
-    from .pipeline import train_field
+    from .pipeline import DEFAULT_CACHE, train_field
 
-    config = config_from_args(args)
-    out = args.out or pathlib.Path("outputs") / pathlib.Path(args.scene).name / ("plain" if args.plain else args.teacher)
-    kwargs = {"checkpoint": args.teacher_checkpoint} if args.teacher_checkpoint else {}
-    trainer, metrics = train_field(args.scene, config, out, args.cache, resume=args.resume, plain=args.plain, **kwargs)
+    run = apply_run_options(args)
+    config, command = resolve_configs(args)
+    out = command.out or pathlib.Path("outputs") / pathlib.Path(args.scene).name / (
+        "plain" if command.plain else config.teacher)
+    kwargs = {"checkpoint": command.teacher_checkpoint} if command.teacher_checkpoint else {}
+    trainer, metrics = train_field(args.scene, config, out, command.cache or DEFAULT_CACHE, resume=command.resume,
+                                   progress=run.progress, plain=command.plain, downscale=command.downsample,
+                                   overwrite=command.overwrite, **kwargs)
+    saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite")}
+    save_resolved_config({**saved, **to_dict(config)}, out)
     print(json.dumps(metrics, indent=2))
-    print(f"field: {out / 'point_cloud.ply'}  checkpoint: {trainer.checkpoint_path}")
+    print(f"field: {out / 'point_cloud.ply'}  checkpoint: {trainer.checkpoint_path}  config: {out / 'config.json'}")
     return 0
 
 
 def add_parser(subparsers, name: str, help: str) -> None:
     p = subparsers.add_parser(name, help=help, description=help + ". Writes OUT/point_cloud.ply (3DGS columns + "
-                              "feat_*), OUT/checkpoint.pt and OUT/metrics.json.")
+                              "feat_*), OUT/checkpoint.pt, OUT/metrics.json and OUT/config.json (the resolved "
+                              "config; pass it back with --config).")
     p.add_argument("scene", help="scene folder: Blender (transforms_*.json) or COLMAP (sparse/0)")
-    p.add_argument("--teacher", default="efficientnet-lite0", help="2D teacher (see `distill3d teachers list`)")
-    p.add_argument("--teacher-checkpoint", default=None, help="weights for teachers that need yours (sam, clip)")
-    p.add_argument("--plain", action="store_true", help="plain 3DGS: no teacher, RGB loss only")
-    p.add_argument("--out", type=pathlib.Path, default=None, help="output folder (default outputs/SCENE/TEACHER)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
-    p.add_argument("--steps", type=int, default=7000, help="training steps (one view per step)")
-    p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the feature L1 loss")
-    p.add_argument("--lambda-dssim", type=float, default=0.2, help="D-SSIM weight lambda in the RGB loss")
-    p.add_argument("--decoder-dim", type=int, default=None,
-                   help="enable the speed-up decoder: render this many channels, 1x1 conv to the teacher's D")
-    p.add_argument("--feature-grad-to-geometry", action="store_true",
-                   help="let the feature loss move positions/shapes/opacities (off in Feature 3DGS)")
-    p.add_argument("--sh-degree", type=int, default=3, help="maximum spherical-harmonics degree (0..3)")
-    p.add_argument("--sh-degree-interval", type=int, default=1000, help="raise the SH degree every N steps")
-    p.add_argument("--init", default="auto", choices=["auto", "sparse", "depth", "random"],
-                   help="initial points: COLMAP points, unprojected depth, or random (auto: first available)")
-    p.add_argument("--points", type=int, default=20000, help="initial points for depth/random initialisation")
-    p.add_argument("--no-densify", action="store_true", help="disable gsplat DefaultStrategy densification")
-    p.add_argument("--eval-every", type=int, default=1000, help="evaluate on the test split every N steps (0: never)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N steps (0: only at the end)")
-    p.add_argument("--backend", default="auto", choices=["auto", "native", "torch", "gsplat"], help="rasterizer backend")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--cache", type=pathlib.Path, default=DEFAULT_CACHE, help="teacher feature cache folder")
+    add_config_file_arguments(p, TRAIN_PRESETS)
+    add_config_arguments(p, TrainCommand, group_title="command")
+    add_config_arguments(p, TrainConfig, group_title="training config (TrainConfig)", aliases=TRAIN_ALIASES)
+    add_run_options(p)
     p.set_defaults(func=cmd_train)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from distillcore.serialization import load_state, save_atomic
+
 from distill3d.gaussians import GaussianInitConfig, Gaussians
 from distill3d.render import rasterize
 
@@ -122,23 +124,22 @@ class FeatureField(nn.Module):
         as ``<name>.decoder.pt``. Features in the PLY are the rendered ones (``D_low`` with a decoder)."""
         ply_path = self.gaussians.save_ply(ply_path)
         if self.decoder is not None:
-            from .checkpoint import save_atomic
-
             save_atomic({"config": self.config_dict(), "state": self.decoder.state_dict()},
                         ply_path.with_suffix(".decoder.pt"))
         return ply_path
 
     @classmethod
     def load(cls, ply_path: str | Path) -> "FeatureField":
-        """Reads a field written by :meth:`save` (or any 3DGS PLY with ``feat_*`` columns)."""
-        from .checkpoint import load_checkpoint
-
+        """Reads a field written by :meth:`save` (or any 3DGS PLY with ``feat_*`` columns); the decoder
+        file beside it is read as plain data (nothing in it runs)."""
         gaussians = Gaussians.load_ply(ply_path)
         if gaussians.features is None:
             raise ValueError(f"{ply_path} has no feat_* columns: it is not a feature field")
         decoder_path = Path(ply_path).with_suffix(".decoder.pt")
         if decoder_path.is_file():
-            saved = load_checkpoint(decoder_path)
+            saved = load_state(decoder_path, what="decoder file")
+            if not isinstance(saved, dict) or not {"config", "state"} <= saved.keys():
+                raise ValueError(f"decoder file {decoder_path} is not a saved feature decoder (no config / state)")
             field = cls(gaussians, **saved["config"])
             field.decoder.load_state_dict(saved["state"])
             return field

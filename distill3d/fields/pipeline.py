@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import pathlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from distill3d.data import Scene, load_scene
+from distill3d.data import Scene, resolve_scene_dir
+from distill3d.data.splits import load_scene_splits
 from distill3d.teachers import build_teacher, scene_features
 
-from .config import TrainConfig
-from .trainer import Trainer
+from distillcore.runs import RunDirectory, RunError, run_fingerprint
+from distillcore.serialization import write_json_atomic
+
+from .config import SceneDataConfig, TrainConfig
+from .trainer import Trainer, load_field_checkpoint
+
+log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
 
 DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "distillkit" / "features"
 
@@ -50,12 +57,16 @@ def downscale_scene(scene: Scene, factor: int) -> Scene:
 
 
 def prepare_scene(scene_dir: str | pathlib.Path, teacher: str | None, cache_dir: str | pathlib.Path = DEFAULT_CACHE,
-                  progress: bool = True, downscale: int = 1, **teacher_kwargs) -> PreparedScene:
-    """Loads both splits and, unless ``teacher`` is None, their teacher maps; then reduces the images
-    to ``1/downscale`` resolution (teachers see the full-resolution images, so their grids do not shrink)."""
-    scene_dir = pathlib.Path(scene_dir)
-    train = load_scene(scene_dir, "train")
-    test = load_scene(scene_dir, "test") if (scene_dir / "transforms_test.json").is_file() else None
+                  progress: bool = True, downscale: int = 1, data: SceneDataConfig | None = None,
+                  **teacher_kwargs) -> PreparedScene:
+    """Loads both splits (``distill3d.data.splits``: Blender's test file, COLMAP's every-``test_every``-th
+    image) and, unless ``teacher`` is None, their teacher maps; then reduces the images to
+    ``1/downscale`` resolution (teachers see the images as read, so their grids do not shrink; a COLMAP
+    ``images_<downscale>`` folder, when present, is read instead and nothing is left to reduce)."""
+    scene_dir = resolve_scene_dir(scene_dir)
+    data = data or SceneDataConfig()
+    splits = load_scene_splits(scene_dir, test_every=data.test_every, images=data.images, downsample=downscale)
+    train, test, downscale = splits.train, splits.test, splits.downsample
     if test is not None and set(train.names) & set(test.names):
         test = _prefixed(test, "test_")  # keep map keys unique across splits
     maps = None
@@ -73,17 +84,51 @@ def _prefixed(scene: Scene, prefix: str) -> Scene:
 
 def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str | pathlib.Path,
                 cache_dir: str | pathlib.Path = DEFAULT_CACHE, resume: bool = False, progress: bool = True,
-                plain: bool = False, downscale: int = 1, **teacher_kwargs) -> tuple[Trainer, dict]:
-    """Trains a feature field (or plain 3DGS with ``plain=True``) and writes the PLY and metrics."""
-    out_dir = pathlib.Path(out_dir)
-    prepared = prepare_scene(scene_dir, None if plain else config.teacher, cache_dir, progress, downscale,
-                             **teacher_kwargs)
-    trainer = Trainer(prepared.train, config, out_dir, prepared.teacher_maps, prepared.test, name=prepared.name)
-    if resume and trainer.checkpoint_path.is_file():
-        trainer.resume()
-    metrics = trainer.train(progress=progress)
-    trainer.field.save(out_dir / "point_cloud.ply")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps({"teacher": None if plain else config.teacher, **metrics},
-                                                     indent=2))
+                plain: bool = False, downscale: int = 1, overwrite: bool = False,
+                **teacher_kwargs) -> tuple[Trainer, dict]:
+    """Trains a feature field (or plain 3DGS with ``plain=True``) and writes the PLY and metrics.
+
+    ``out_dir`` is guarded by :class:`distillcore.runs.RunDirectory` before any work: checked writable,
+    locked against a second run, and an existing run there is continued only with ``resume`` (its
+    fingerprint, scene content + config + teacher + downscale, must match; ``config.steps`` may grow)
+    or replaced only with ``overwrite``. Resuming a run already at ``config.steps`` returns its saved
+    metrics; ``config.steps`` below the checkpoint's step is an error.
+    """
+    out_dir, scene_dir = pathlib.Path(out_dir), resolve_scene_dir(scene_dir)  # a folder or a bundled scene's name
+    teacher = None if plain else config.teacher
+    fingerprint = run_fingerprint(scene=scene_dir, config=config.to_dict(), teacher=teacher, downscale=downscale,
+                                  teacher_options={k: str(v) for k, v in teacher_kwargs.items()})
+    with RunDirectory(out_dir, fingerprint=fingerprint, resume=resume, overwrite=overwrite,
+                      markers=("checkpoint.pt",), outputs=("point_cloud.ply", "point_cloud.decoder.pt", "metrics.json"),
+                      resume_ignore=("config.steps",),
+                      info={"scene": str(pathlib.Path(scene_dir).resolve()), "teacher": teacher,
+                            "downscale": downscale}) as run:
+        checkpoint = out_dir / "checkpoint.pt"
+        done = _resumed_step(checkpoint, config.steps) if run.resumed and checkpoint.is_file() else None
+        prepared = prepare_scene(scene_dir, teacher, cache_dir, progress, downscale, data=config.data, **teacher_kwargs)
+        trainer = Trainer(prepared.train, config, out_dir, prepared.teacher_maps, prepared.test, name=prepared.name)
+        trainer.fingerprint = fingerprint
+        if done is not None:
+            trainer.resume()
+        outputs = (out_dir / "metrics.json", out_dir / "point_cloud.ply")
+        if done == config.steps and all(p.is_file() for p in outputs):
+            log.warning("%s: already complete at step %d (nothing to do; a larger --steps trains further)",
+                        out_dir, done)
+            metrics = json.loads(outputs[0].read_text())
+            run.complete(step=done)
+            return trainer, metrics
+        metrics = trainer.train(progress=progress)
+        trainer.field.save(out_dir / "point_cloud.ply")
+        write_json_atomic(out_dir / "metrics.json", {"teacher": teacher, **metrics})
+        run.complete(step=trainer.step)
     return trainer, metrics
+
+
+def _resumed_step(checkpoint: pathlib.Path, steps: int) -> int:
+    """The step of the checkpoint a resumed run continues; an error when ``steps`` is below it
+    (told before the scene and teacher maps are loaded)."""
+    step = int(load_field_checkpoint(checkpoint)["step"])
+    if steps < step:
+        raise RunError(f"{checkpoint} is already at step {step}, beyond --steps {steps}: give --steps above {step} "
+                       "to train further, or --overwrite to start again")
+    return step

@@ -24,14 +24,20 @@ from gsplat.strategy.ops import reset_opa
 from torch import Tensor
 from tqdm import tqdm
 
-from distillcore.checks import check_tensor
+from distillcore.checks import check_device, check_tensor
+from distillcore.determinism import deterministic_algorithms
+from distillcore.divergence import check_finite
 from distillcore.feature import feature_distill_loss, resize_to
 from distillcore.image import image_loss
+from distillcore.runs import describe_mismatch
 from distillcore.schedule import exponential_decay
+from distillcore.tracking import ScalarWriter
+from distillcore.serialization import load_state, save_atomic
 
 from distill3d.data import PointInitConfig, Scene, initial_points
+from distill3d.render.rasterize import resolve_backend
 
-from .checkpoint import load_checkpoint, save_atomic
+from .background import parse_background, recomposite
 from .config import TrainConfig
 from .field import FeatureField
 from .metrics import feature_cosine, image_ssim, psnr
@@ -83,6 +89,9 @@ class Trainer:
     def __init__(self, train: Scene, config: TrainConfig, out_dir: str | pathlib.Path,
                  teacher_maps: dict[str, Tensor] | None = None, test: Scene | None = None,
                  name: str | None = None):
+        config.validate()  # fields set after construction bypass __post_init__
+        check_device(config.device)
+        resolve_backend(config.backend, config.device)  # an unavailable backend fails before any work
         self.use_features = teacher_maps is not None and config.loss.feature_weight > 0
         maps = teacher_maps if self.use_features else None
         teacher_dim = validate_inputs(train, test, maps)
@@ -104,7 +113,17 @@ class Trainer:
         self.field = FeatureField.from_points(points, colors, config.sh_degree, teacher_dim or 1, init,
                                               low_dim).to(self.device)
         self.step = 0
+        self.checkpoint_step: int | None = None  # step of the last checkpoint written or resumed
         self.history: list[dict] = []
+        # inputs' fingerprint (distillcore.runs), stored in checkpoints; resume refuses another one
+        self.fingerprint: dict | None = None
+        self.background_mode = parse_background(config.background)
+        if self.background_mode == "random" and train.alphas is None:
+            raise ValueError("background 'random' needs images with alpha (RGBA) to re-composite the targets; "
+                             "for photos use a colour (white, black, R,G,B) or 'learned'")
+        # "learned": one colour, optimised with the field at the DC colour's learning rate
+        self.learned_background = (torch.nn.Parameter(train.background.to(self.device, torch.float32).clone())
+                                   if self.background_mode == "learned" else None)
         self._build_optimizers()
         d = config.densify
         self.strategy = DefaultStrategy(
@@ -126,6 +145,9 @@ class Trainer:
         }
         decoder = self.field.decoder
         self.decoder_optimizer = torch.optim.Adam(decoder.parameters(), lr=o.decoder_lr) if decoder else None
+        # kept apart from ``optimizers``, whose keys must equal the splat parameters for gsplat's strategy
+        self.background_optimizer = (torch.optim.Adam([self.learned_background], lr=o.sh0_lr, eps=ADAM_EPS)
+                                     if self.learned_background is not None else None)
 
     def means_lr(self, step: int) -> float:
         o = self.config.optim
@@ -135,14 +157,31 @@ class Trainer:
     def sh_degree_at(self, step: int) -> int:
         return min(step // self.config.sh_degree_interval, self.config.sh_degree)
 
-    def background(self) -> Tensor:
-        return self.train_scene.background.to(self.device, torch.float32)
+    def background(self, training: bool = False) -> Tensor:
+        """The colour ``[3]`` under transparent pixels (``config.background``): a fresh random colour per
+        call for ``random`` when ``training``, else the fixed / learned / scene colour."""
+        mode = self.background_mode
+        if training and mode == "random":
+            return torch.rand(3, generator=self.generator).to(self.device)
+        if mode == "learned":
+            return self.learned_background.clamp(0, 1) if training else self.learned_background.detach().clamp(0, 1)
+        colour = mode if isinstance(mode, Tensor) else self.train_scene.background
+        return colour.to(self.device, torch.float32)
 
-    def render_view(self, scene: Scene, index: int, **kwargs):
+    def target_image(self, scene: Scene, index: int, background: Tensor) -> Tensor:
+        """View ``index`` of ``scene`` as ``[1, 3, H, W]``, re-composited over ``background`` where the
+        scene has alpha (photos keep their own background)."""
+        alphas = scene.alphas[index].to(self.device) if scene.alphas is not None else None
+        image = recomposite(scene.images[index].to(self.device), alphas, scene.background.to(self.device),
+                            background.detach())
+        return image.permute(2, 0, 1)[None]
+
+    def render_view(self, scene: Scene, index: int, background: Tensor | None = None, **kwargs):
         """Renders view ``index`` of ``scene`` with the current field (kwargs go to ``FeatureField.render``)."""
         return self.field.render(
             scene.viewmats[index:index + 1].to(self.device), scene.Ks[index:index + 1].to(self.device),
-            scene.width, scene.height, background=self.background(), backend=self.config.backend, **kwargs)
+            scene.width, scene.height, background=self.background() if background is None else background,
+            backend=self.config.backend, **kwargs)
 
     # ----------------------------------------------------------------------------------- train
     def train_step(self) -> dict[str, float]:
@@ -150,10 +189,12 @@ class Trainer:
         scene = self.train_scene
         index = int(torch.randint(scene.num_views, (1,), generator=self.generator))
         self.optimizers["means"].param_groups[0]["lr"] = self.means_lr(step)
-        out = self.render_view(scene, index, sh_degree=self.sh_degree_at(step), with_features=self.use_features,
+        background = self.background(training=True)
+        out = self.render_view(scene, index, background, sh_degree=self.sh_degree_at(step),
+                               with_features=self.use_features,
                                feature_grad_to_geometry=cfg.loss.feature_grad_to_geometry)
         self.strategy.step_pre_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
-        target = scene.images[index].permute(2, 0, 1)[None].to(self.device)
+        target = self.target_image(scene, index, background)
         rgb_loss = image_loss(out.rgb, target, cfg.loss.lambda_dssim, padding="same")
         loss = rgb_loss
         logs = {"rgb_loss": float(rgb_loss.detach())}
@@ -163,18 +204,31 @@ class Trainer:
             feature_loss = feature_distill_loss(pred, teacher[None], cfg.loss.feature_kind)
             loss = loss + cfg.loss.feature_weight * feature_loss
             logs["feature_loss"] = float(feature_loss.detach())
+        self._check_finite(step + 1, loss)
         loss.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        if self.decoder_optimizer is not None:
-            self.decoder_optimizer.step()
-            self.decoder_optimizer.zero_grad(set_to_none=True)
+        for extra in (self.decoder_optimizer, self.background_optimizer):
+            if extra is not None:
+                extra.step()
+                extra.zero_grad(set_to_none=True)
         self.strategy.step_post_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
+        self._check_finite(step + 1)
         self._reset_opacities(step)
         self.step += 1
         logs["psnr"] = psnr(out.rgb.detach().clamp(0, 1), target)
         return logs
+
+    def _check_finite(self, step: int, loss: Tensor | None = None) -> None:
+        """Stops a diverging run at ``step`` (see :mod:`distillcore.divergence`) before a NaN state can
+        replace the last good checkpoint. ``exp(scales)`` is checked too: a log-scale past 88 is finite
+        but its Gaussian is infinitely large, which no rasterizer can project."""
+        params = None
+        if loss is None:
+            params = {f"parameter {name!r}": p for name, p in self.field.splats.items()}
+            params["the activated scales exp(scales)"] = self.field.gaussians.activated_scales
+        check_finite(step, loss, params, checkpoint=self.checkpoint_path, checkpoint_step=self.checkpoint_step)
 
     def _reset_opacities(self, step: int) -> None:
         """3DGS's periodic opacity reset. gsplat 1.5.3's ``DefaultStrategy`` tests
@@ -190,22 +244,29 @@ class Trainer:
         cfg = self.config
         stop = cfg.steps if until is None else min(until, cfg.steps)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.name}", disable=not progress)
+        tb = ScalarWriter(self.out_dir / "tb")  # loss / PSNR curves when tensorboard is installed
         started = time.perf_counter()
         while self.step < stop:
-            logs = self.train_step()
+            with deterministic_algorithms(cfg.deterministic):
+                logs = self.train_step()
             bar.update(1)
             if self.step % 10 == 0 or self.step == stop:
                 bar.set_postfix(loss=f"{logs['rgb_loss']:.4f}", psnr=f"{logs['psnr']:.2f}",
                                 gaussians=self.field.num_gaussians)
+                tb.add_scalars({**logs, "gaussians": self.field.num_gaussians}, self.step, prefix="train/")
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.test_scene is not None:
                 self.history.append({"step": self.step, **self.evaluate()})
+                tb.add_scalars(self.history[-1], self.step, prefix="test/")
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         bar.close()
         metrics = {"step": self.step, "num_gaussians": self.field.num_gaussians,
-                   "train_seconds": time.perf_counter() - started}
+                   "train_seconds": time.perf_counter() - started,
+                   "background": [round(float(v), 6) for v in self.background()]}  # `render` reuses it
         if self.step == cfg.steps and self.test_scene is not None:
             metrics.update(self.evaluate())
+            tb.add_scalars(metrics, self.step, prefix="test/")
+        tb.close()
         self.history.append(metrics)
         self.save_checkpoint()
         return metrics
@@ -220,10 +281,11 @@ class Trainer:
             raise ValueError("no scene to evaluate: pass one or give the trainer a test split")
         maps = self.teacher_maps if teacher_maps is None else teacher_maps
         psnrs, ssims, cosines = [], [], []
+        background = self.background()  # the configured colour; "random" evaluates over the scene's own
         for index, name in enumerate(scene.names):
-            out = self.render_view(scene, index, with_features=self.use_features)
+            out = self.render_view(scene, index, background, with_features=self.use_features)
             rgb = out.rgb[0].clamp(0, 1)
-            target = scene.images[index].permute(2, 0, 1).to(self.device)
+            target = self.target_image(scene, index, background)[0]
             psnrs.append(psnr(rgb, target))
             ssims.append(image_ssim(rgb, target))
             if self.use_features and maps is not None and name in maps:
@@ -249,19 +311,33 @@ class Trainer:
             "field_state": self.field.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "decoder_optimizer": self.decoder_optimizer.state_dict() if self.decoder_optimizer else None,
+            "background": (None if self.learned_background is None else
+                           {"colour": self.learned_background.detach().cpu().clone(),
+                            "optimizer": self.background_optimizer.state_dict()}),
             "strategy_state": self.strategy_state,
             "torch_rng": torch.get_rng_state(),
+            # gsplat's densification draws split samples on the Gaussians' device
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "generator": self.generator.get_state(),
             "history": self.history,
+            "fingerprint": self.fingerprint,
         }
 
     def save_checkpoint(self, path: str | pathlib.Path | None = None) -> pathlib.Path:
-        return save_atomic(self.state(), path or self.checkpoint_path)
+        written = save_atomic(self.state(), path or self.checkpoint_path)
+        if path is None:
+            self.checkpoint_step = self.step
+        return written
 
     def resume(self, path: str | pathlib.Path | None = None) -> int:
         """Restores everything from a checkpoint (default: ``out_dir/checkpoint.pt``); returns its step."""
-        state = load_checkpoint(path or self.checkpoint_path)
-        if state["scene"] != self.name:
+        state = load_field_checkpoint(path or self.checkpoint_path)
+        stored = state.get("fingerprint")
+        if stored is not None and self.fingerprint is not None:
+            problem = describe_mismatch(stored, self.fingerprint, ignore=("config.steps",))
+            if problem:  # the scene is identified by its content, not by its folder name
+                raise ValueError(f"{path or self.checkpoint_path} {problem}")
+        elif state["scene"] != self.name:
             raise ValueError(f"checkpoint is of scene {state['scene']!r}, not {self.name!r}")
         if state["field_config"] != self.field.config_dict():
             raise ValueError(f"checkpoint field {state['field_config']} does not match {self.field.config_dict()}")
@@ -271,18 +347,34 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         if self.decoder_optimizer is not None:
             self.decoder_optimizer.load_state_dict(state["decoder_optimizer"])
+        if self.learned_background is not None and state.get("background") is not None:
+            with torch.no_grad():
+                self.learned_background.copy_(state["background"]["colour"])
+            self.background_optimizer.load_state_dict(state["background"]["optimizer"])
         self.strategy_state = state["strategy_state"]
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.generator.set_state(state["generator"])
         self.step = state["step"]
+        self.checkpoint_step = self.step
         self.history = state["history"]
         return self.step
 
 
+def load_field_checkpoint(path: str | pathlib.Path) -> dict:
+    """The dict a :class:`Trainer` checkpoint holds, read safely (no code runs; see
+    :mod:`distillcore.serialization`); a ValueError names a file that is not such a checkpoint."""
+    state = load_state(path, what="field checkpoint")
+    if not isinstance(state, dict) or not {"field_config", "field_state", "step"} <= state.keys():
+        raise ValueError(f"{path} is not a distill3d field checkpoint (no field_config / field_state / step)")
+    return state
+
+
 def field_from_checkpoint(path: str | pathlib.Path) -> tuple[FeatureField, dict]:
     """The trained field of a checkpoint and the checkpoint's training config (as a dict)."""
-    state = load_checkpoint(path)
+    state = load_field_checkpoint(path)
     return FeatureField.from_state(state["field_config"], state["field_state"]), state["config"]
 
 
-__all__ = ["Trainer", "validate_inputs", "field_from_checkpoint", "scene_scale"]
+__all__ = ["Trainer", "validate_inputs", "field_from_checkpoint", "load_field_checkpoint", "scene_scale"]

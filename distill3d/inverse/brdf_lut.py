@@ -15,6 +15,7 @@ table itself (no shipped texture) and caches it on disk; a white furnace check (
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillcore.checks import check_positive, check_tensor
+from distillcore.serialization import load_state, save_atomic
 
 from .brdf import smith_geometry
+
+log = logging.getLogger(f"distillkit.{__name__}")
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("DISTILLKIT_CACHE", Path.home() / ".cache" / "distillkit")) / "brdf_lut"
 
@@ -86,14 +90,15 @@ def brdf_lut(config: BRDFLutConfig = BRDFLutConfig(), cache_dir: Path | None = D
         return compute_brdf_lut(config)
     path = Path(cache_dir) / f"lut_{config.resolution}_{config.num_samples}.pt"
     if path.is_file():
-        table = torch.load(path, map_location="cpu")
-        if table.shape == (config.resolution, config.resolution, 2):
+        try:  # plain tensors only: a cache folder is user-writable, nothing in it may run
+            table = load_state(path, what="BRDF table cache")
+        except ValueError as err:
+            log.warning("%s; computing it again", err)
+            table = None
+        if isinstance(table, Tensor) and table.shape == (config.resolution, config.resolution, 2):
             return table
     table = compute_brdf_lut(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(table, tmp)
-    os.replace(tmp, path)
+    save_atomic(table, path)
     return table
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from distillcore.checks import check_choice, check_range
+
 from distill3d.fields.config import DensifyConfig, TrainConfig, _from_dict
 
 from .brdf_lut import BRDFLutConfig
@@ -34,6 +36,19 @@ class StageConfig:
     light_weight: float = 0.0
     mask_weight: float = 0.0
     lr_scale: float = 1.0  # multiplies every group's learning rate (joint refinement fine-tunes)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the stage and the first field outside its range."""
+        unknown = set(self.groups) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"stage {self.name!r}: unknown parameter groups {sorted(unknown)} (choose from {GROUPS})")
+        check_range(self.steps, f"stage {self.name!r} steps", 0, integer=True)
+        for weight in ("image_weight", "progress_weight", "light_weight", "mask_weight"):
+            check_range(getattr(self, weight), f"stage {self.name!r} {weight}", 0)
+        check_range(self.lr_scale, f"stage {self.name!r} lr_scale", 0, low_open=True)
 
     @property
     def needs_masks(self) -> bool:
@@ -64,6 +79,17 @@ class MaterialInitConfig:
     progress: float = 0.5  # below 1: the radiance field keeps explaining what the physics cannot yet
     light: float = 0.8  # initial environment radiance (uniform)
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        if self.albedo is not None:
+            check_range(self.albedo, "model.init.albedo", 0, 1)
+        check_range(self.roughness, "model.init.roughness", 0, 1)
+        check_range(self.metallic, "model.init.metallic", 0, 1)
+        check_range(self.progress, "model.init.progress", 0, 1)
+        check_range(self.light, "model.init.light", 0)
+
 
 @dataclass
 class ModelConfig:
@@ -75,6 +101,15 @@ class ModelConfig:
     prefilter: PrefilterConfig = field(default_factory=PrefilterConfig)
     brdf_lut: BRDFLutConfig = field(default_factory=BRDFLutConfig)
     init: MaterialInitConfig = field(default_factory=MaterialInitConfig)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_range(self.env_resolution, "model.env_resolution", 1, integer=True)
+        check_range(self.min_roughness, "model.min_roughness", 0, 1, high_open=True)
+        check_choice(self.progress, "model.progress", ("learned", "one"))
+        self.init.validate()
 
 
 @dataclass
@@ -92,6 +127,27 @@ class PRDOptimConfig:
     normal_residual_lr: float = 1e-3
     light_lr: float = 3e-2
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for name in self.__dataclass_fields__:  # 0 freezes a group; negative rates would climb the loss
+            check_range(getattr(self, name), f"optim.{name}", 0)
+
+
+@dataclass
+class MaskConfig:
+    """Object masks for the progress and mask terms when the scene has none (photos without alpha).
+
+    ``opacity``: the pre-trained radiance field's accumulated opacity on each training view, thresholded;
+    ``off``: the stages' progress and mask weights set to 0; ``auto``: ``opacity`` unless the field
+    covers less than ``min_foreground`` of the training pixels (nothing to call an object), then ``off``.
+    Scenes with alpha always use their own masks.
+    """
+    source: Literal["auto", "opacity", "off"] = "auto"  # where masks come from when the scene has no alpha
+    threshold: float = 0.5  # accumulated opacity above which a pixel counts as object
+    min_foreground: float = 0.01  # auto: least mean object fraction of the training views for "opacity"
+
 
 def default_radiance() -> TrainConfig:
     return TrainConfig(teacher="none", steps=3000, sh_degree=3, sh_degree_interval=500,
@@ -104,9 +160,16 @@ class PRDConfig:
     stages: list[StageConfig] = field(default_factory=default_stages)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: PRDOptimConfig = field(default_factory=PRDOptimConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
     lambda_dssim: float = 0.2
     checkpoint_every: int = 200  # physical-stage steps between checkpoints (0: at stage ends only)
     seed: int = 0
+    # physical stages under torch's deterministic algorithms (bitwise-repeatable, as radiance.deterministic
+    # for the pre-training; see distill3d.fields.config.TrainConfig)
+    deterministic: bool = True
+
+    def __post_init__(self):
+        self.validate()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,13 +184,35 @@ class PRDConfig:
         return config
 
     def validate(self) -> None:
+        """Checks every field and nested config (the trainer calls it, so values set after construction
+        are caught too)."""
         if not self.stages:
             raise ValueError("PRDConfig.stages is empty: give at least one physical stage")
         for stage in self.stages:
-            unknown = set(stage.groups) - set(GROUPS)
-            if unknown:
-                raise ValueError(f"stage {stage.name!r}: unknown parameter groups {sorted(unknown)} (choose from {GROUPS})")
-            if stage.steps < 0:
-                raise ValueError(f"stage {stage.name!r}: steps must be >= 0, got {stage.steps}")
-        if self.model.progress not in ("learned", "one"):
-            raise ValueError(f"model.progress must be 'learned' or 'one', got {self.model.progress!r}")
+            stage.validate()
+        self.radiance.validate()
+        self.model.validate()
+        self.optim.validate()
+        check_range(self.lambda_dssim, "lambda_dssim", 0, 1)
+        check_range(self.checkpoint_every, "checkpoint_every", 0, integer=True)
+        check_range(self.seed, "seed", 0, integer=True)
+        if not isinstance(self.deterministic, bool):
+            raise ValueError(f"deterministic must be true or false, got {self.deterministic!r}")
+        if self.masks.source not in ("auto", "opacity", "off"):
+            raise ValueError(f"masks.source must be 'auto', 'opacity' or 'off', got {self.masks.source!r}")
+        if not 0.0 < self.masks.threshold < 1.0:
+            raise ValueError(f"masks.threshold must lie in (0, 1), got {self.masks.threshold}")
+
+
+# ``distill3d inverse train --preset NAME`` (partial configs in the layout of a run's config.json; the
+# top-level ``downsample`` is the command's): quick = `benchmarks/prd.py --quick` (64 x 64, 300 radiance
+# steps with the schedule brought forward, 3 x 50 physical steps), benchmark = that script's full run
+# (the README's PRD table), full = the defaults.
+PRD_PRESETS: dict[str, dict] = {
+    "quick": {"downsample": 2,
+              "radiance": {"steps": 300, "eval_every": 0, "sh_degree_interval": 200, "init": {"num_points": 3000},
+                           "densify": {"refine_start_iter": 100, "refine_every": 100, "refine_stop_iter": 200}},
+              "stages": [{"steps": 50}, {"steps": 50}, {"steps": 50}]},
+    "benchmark": {"downsample": 1, "radiance": {"steps": 3000, "eval_every": 0, "init": {"num_points": 20_000}}},
+    "full": {},
+}

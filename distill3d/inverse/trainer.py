@@ -2,7 +2,8 @@
 
 1. Radiance pre-training: plain 3DGS on the images, run by the Feature 3DGS trainer
    (:class:`distill3d.fields.trainer.Trainer` without a teacher; its densification, schedules,
-   checkpoints and resume) in ``out_dir/radiance``.
+   checkpoints and resume) in ``radiance_dir`` (default ``out_dir/radiance``; ``train_prd`` uses a
+   shared cache entry keyed by the pre-training's fingerprint).
 2. The physical model starts from that field (:meth:`PRDModel.from_radiance`) and the ``stages`` of
    ``PRDConfig`` run in order (specular, diffuse, joint by default), each training its parameter groups
    on the loss of :mod:`distill3d.inverse.config`. The progress map starts below 1, so the radiance
@@ -16,6 +17,7 @@ optimizers and the random states, written atomically; :meth:`PRDTrainer.resume` 
 """
 from __future__ import annotations
 
+import logging
 import pathlib
 import time
 
@@ -23,29 +25,41 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from distillcore.determinism import deterministic_algorithms
+from distillcore.divergence import check_finite
 from distillcore.image import image_loss
+from distillcore.runs import describe_mismatch
+from distillcore.serialization import load_state, save_atomic
 from distill3d.data import Scene
-from distill3d.fields.checkpoint import load_checkpoint, save_atomic
 from distill3d.fields.metrics import image_ssim, psnr
+from distill3d.fields.field import FeatureField
 from distill3d.fields.trainer import Trainer, scene_scale
 
 from .config import GROUPS, PRDConfig
 from .model import PRDModel, light_regularizer
 
 ADAM_EPS = 1e-15
+log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
 
 
 def check_stage_inputs(train: Scene, config: PRDConfig) -> None:
-    """Errors before training: bad stages, or a stage that needs object masks the scene lacks."""
+    """Errors before training: bad stages or too few views. (A scene without object masks gets them from
+    the pre-trained field's opacity, or loses the mask terms: ``PRDConfig.masks``.)"""
     config.validate()
     if train.num_views < 2:
         raise ValueError(f"the training split has {train.num_views} view(s): PRD needs at least 2 posed views")
-    if train.alphas is None:
-        needing = [s.name for s in config.stages if s.needs_masks and s.steps > 0]
-        if needing:
-            raise ValueError(f"stages {needing} need object masks (the scene's alpha / coverage maps) for the "
-                             "progress regulariser or the mask loss, and this scene has none: use a scene "
-                             "with alpha (RGBA images), or set progress_weight = mask_weight = 0 in those stages")
+
+
+@torch.no_grad()
+def opacity_masks(field: FeatureField, scene: Scene, threshold: float, backend: str = "auto") -> Tensor:
+    """Object masks ``[V, H, W, 1]`` (0 / 1) of ``scene``'s views: the field's accumulated opacity
+    ``A = sum_i alpha_i T_i`` above ``threshold``. For photos without alpha."""
+    masks = []
+    for index in range(scene.num_views):  # one view at a time: the memory of one render
+        out = field.render(scene.viewmats[index:index + 1], scene.Ks[index:index + 1], scene.width, scene.height,
+                           with_features=False, backend=backend)
+        masks.append((out.alpha[0].permute(1, 2, 0) > threshold).float())
+    return torch.stack(masks)
 
 
 class PRDTrainer:
@@ -65,18 +79,53 @@ class PRDTrainer:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.history: list[dict] = []
         self.stage_seconds = 0.0  # training time spent in the current stage so far (across resumes)
+        # where the radiance pre-training lives (train_prd points it at a shared cache entry) and the
+        # fingerprints (distillcore.runs) its checkpoint and this run's checkpoints carry; None: unchecked
+        self.radiance_dir = self.out_dir / "radiance"
+        self.radiance_fingerprint: dict | None = None
+        self.fingerprint: dict | None = None
+        self.masks: Tensor | None = train.alphas  # [V, H, W, 1] of the progress and mask terms (None: terms off)
+        self.mask_source = "scene" if train.alphas is not None else None
 
     # ----------------------------------------------------------------------------------- stage 1
     def pretrain_radiance(self, progress: bool = True) -> dict:
         """Radiance pre-training with the Feature 3DGS trainer (resumes its own checkpoint)."""
-        trainer = Trainer(self.train_scene, self.config.radiance, self.out_dir / "radiance", teacher_maps=None,
-                          test=self.test_scene, name=self.name)
+        trainer = self._radiance_trainer()
         if trainer.checkpoint_path.is_file():
             trainer.resume()
         metrics = trainer.train(progress=progress) if trainer.step < self.config.radiance.steps else trainer.history[-1]
         self.model = PRDModel.from_radiance(trainer.field.gaussians, self.config.model)
+        self._choose_masks(trainer.field)
         self.history.append({"stage": "radiance", **metrics})
         return metrics
+
+    def _radiance_trainer(self) -> Trainer:
+        trainer = Trainer(self.train_scene, self.config.radiance, self.radiance_dir, teacher_maps=None,
+                          test=self.test_scene, name=self.name)
+        trainer.fingerprint = self.radiance_fingerprint
+        return trainer
+
+    def _choose_masks(self, field: FeatureField | None) -> None:
+        """For a scene without alpha: masks from ``field``'s opacity, or the mask terms off
+        (``PRDConfig.masks``); the choice is logged in one line."""
+        needing = [s.name for s in self.config.stages if s.needs_masks and s.steps > 0]
+        if self.train_scene.alphas is not None or not needing or self.mask_source is not None:
+            return
+        cfg = self.config.masks
+        fraction = None
+        if cfg.source != "off" and field is not None:
+            masks = opacity_masks(field, self.train_scene, cfg.threshold, self.config.radiance.backend)
+            fraction = float(masks.mean())
+            if cfg.source == "opacity" or fraction >= cfg.min_foreground:
+                self.masks, self.mask_source = masks, "opacity"
+                log.info("%s has no alpha masks: using the pre-trained radiance field's opacity > %g as object masks "
+                         "(%.0f%% of the training pixels) for the progress / mask terms of stages %s",
+                         self.name, cfg.threshold, 100 * fraction, needing)
+                return
+        why = ("masks.source='off'" if cfg.source == "off" else "no pre-trained radiance field to take them from"
+               if fraction is None else f"the pre-trained field covers only {100 * fraction:.2f}% of the training pixels")
+        self.masks, self.mask_source = None, "off"
+        log.info("%s has no alpha masks (%s): progress and mask terms of stages %s are off", self.name, why, needing)
 
     # ----------------------------------------------------------------------------------- optimizers
     def _learning_rate(self, name: str) -> float:
@@ -105,26 +154,34 @@ class PRDTrainer:
         photometric = image_loss(out.image[None], target[None], self.config.lambda_dssim, padding="same")
         loss = stage.image_weight * photometric
         logs = {"image_loss": float(photometric.detach()), "psnr": psnr(out.image.detach().clamp(0, 1), target)}
-        if stage.progress_weight > 0 and self.config.model.progress == "learned":
-            foreground = scene.alphas[index].permute(2, 0, 1)
+        if stage.progress_weight > 0 and self.config.model.progress == "learned" and self.masks is not None:
+            foreground = self.masks[index].permute(2, 0, 1)
             progress_term = ((1.0 - out.progress) * foreground).sum() / foreground.sum().clamp(min=1.0)
             loss = loss + stage.progress_weight * progress_term
             logs["mean_progress"] = 1.0 - float(progress_term.detach())
         if stage.light_weight > 0:
             loss = loss + stage.light_weight * light_regularizer(self.model.light)
-        if stage.mask_weight > 0:
-            loss = loss + stage.mask_weight * (out.coverage - scene.alphas[index].permute(2, 0, 1)).abs().mean()
+        if stage.mask_weight > 0 and self.masks is not None:
+            loss = loss + stage.mask_weight * (out.coverage - self.masks[index].permute(2, 0, 1)).abs().mean()
         return loss, logs
 
     def train_step(self) -> dict[str, float]:
         index = int(torch.randint(self.train_scene.num_views, (1,), generator=self.generator))
         loss, logs = self.loss(index)
+        self._check_finite(loss)
         loss.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
         self.model.zero_grad(set_to_none=True)
+        self._check_finite()
         self.stage_step += 1
         return logs
+
+    def _check_finite(self, loss: Tensor | None = None) -> None:
+        """Stops a diverging stage (see :mod:`distillcore.divergence`) before a NaN state is checkpointed."""
+        stage = self.config.stages[self.stage_index]
+        params = None if loss is not None else {f"parameter {name!r}": p for name, p in self.model.named_parameters()}
+        check_finite(f"{self.stage_step + 1} of stage {stage.name!r}", loss, params, checkpoint=self.checkpoint_path)
 
     def train(self, progress: bool = True, max_steps: int | None = None) -> dict:
         """Radiance pre-training (unless resumed past it), then the physical stages; returns final metrics.
@@ -143,7 +200,8 @@ class PRDTrainer:
             logs: dict[str, float] = {}
             resumed_at, stage_clock = self.stage_seconds, time.perf_counter()
             while self.stage_step < stage.steps and budget > 0:
-                logs = self.train_step()
+                with deterministic_algorithms(self.config.deterministic):
+                    logs = self.train_step()
                 self.stage_seconds = resumed_at + time.perf_counter() - stage_clock
                 budget -= 1
                 bar.update(1)
@@ -183,12 +241,18 @@ class PRDTrainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
+            "fingerprint": self.fingerprint,
         }, self.checkpoint_path)
 
     def resume(self, path: str | pathlib.Path | None = None) -> None:
         """Restores model, stage, step, optimizers and random states from a checkpoint."""
-        state = load_checkpoint(path or self.checkpoint_path)
-        if state["scene"] != self.name:
+        state = load_prd_checkpoint(path or self.checkpoint_path)
+        stored = state.get("fingerprint")
+        if stored is not None and self.fingerprint is not None:
+            problem = describe_mismatch(stored, self.fingerprint)
+            if problem:  # the scene is identified by its content, not by its folder name
+                raise ValueError(f"{path or self.checkpoint_path} {problem}")
+        elif state["scene"] != self.name:
             raise ValueError(f"checkpoint is of scene {state['scene']!r}, not {self.name!r}")
         self.model = PRDModel.from_state(self.config.model, state["model_state"])
         self.stage_index, self.stage_step = state["stage_index"], state["stage_step"]
@@ -198,6 +262,11 @@ class PRDTrainer:
             self._build_optimizers()
             for name, optimizer in self.optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][name])
+        if self.train_scene.alphas is None and self.mask_source is None:  # the masks pre-training gave, again
+            radiance = self._radiance_trainer()  # before the random states are restored: its init draws numbers
+            if radiance.checkpoint_path.is_file():
+                radiance.resume()
+            self._choose_masks(radiance.field if radiance.checkpoint_path.is_file() else None)
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
@@ -218,11 +287,20 @@ def evaluate_views(model: PRDModel, scene: Scene, backend: str = "auto") -> dict
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
 
+def load_prd_checkpoint(path: str | pathlib.Path) -> dict:
+    """The dict a :class:`PRDTrainer` checkpoint holds, read safely (no code runs; see
+    :mod:`distillcore.serialization`); a ValueError names a file that is not such a checkpoint."""
+    state = load_state(path, what="PRD checkpoint")
+    if not isinstance(state, dict) or not {"config", "model_state"} <= state.keys():
+        raise ValueError(f"{path} is not a PRD checkpoint (no config / model_state)")
+    return state
+
+
 def model_from_checkpoint(path: str | pathlib.Path) -> tuple[PRDModel, PRDConfig]:
     """The trained model of a PRD checkpoint and its config."""
-    state = load_checkpoint(path)
+    state = load_prd_checkpoint(path)
     config = PRDConfig.from_dict(state["config"])
     return PRDModel.from_state(config.model, state["model_state"]), config
 
 
-__all__ = ["PRDTrainer", "check_stage_inputs", "evaluate_views", "model_from_checkpoint", "GROUPS"]
+__all__ = ["PRDTrainer", "check_stage_inputs", "evaluate_views", "load_prd_checkpoint", "model_from_checkpoint", "GROUPS"]

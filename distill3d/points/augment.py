@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from distillcore.checks import check_range
+
 from distill3d.points.boxes import bev_iou, points_in_boxes
 from distill3d.points.scan import Scan
 
@@ -27,6 +29,18 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.95, 1.05)
     gt_sampling: bool = False
     gt_sampling_max_objects: int = 4
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_range(self.flip_prob, "augment.flip_prob", 0, 1)
+        check_range(self.rotation_range, "augment.rotation_range", 0)
+        low, high = self.scale_range
+        check_range(low, "augment.scale_range[0]", 0, low_open=True)
+        if not high >= low:
+            raise ValueError(f"augment.scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
+        check_range(self.gt_sampling_max_objects, "augment.gt_sampling_max_objects", 0, integer=True)
 
 
 def _replace(scan: Scan, points: np.ndarray, boxes: np.ndarray, **changes) -> Scan:

@@ -12,47 +12,124 @@ same way with ``--classes Car Pedestrian Cyclist``.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import hashlib
+from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from distill3d.points.distill import METHODS, DistillConfig, PointDistillerConfig
+from distillcore.checks import check_range
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.runs import HashConfig, RunDirectory, check_output_is_not_input, run_fingerprint
+from distillcore.serialization import write_json_atomic
+
+from distill3d.points.distill import DistillConfig
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
 from distill3d.points.simulate import SimulationConfig, simulate_dataset
-from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
+from distill3d.points.train import TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
 
 SIM = SimulationConfig()
 
 
-def _common_data(p: argparse.ArgumentParser, split: str) -> None:
-    p.add_argument("--data", type=Path, required=True, help="KITTI-layout folder (written by `simulate`, or real KITTI)")
-    p.add_argument("--split", default=split, help=f"ImageSets/<split>.txt to use (default {split})")
-    p.add_argument("--classes", nargs="+", default=list(SIM.class_names),
-                   help=f"label types to detect, in class-index order (default: the simulator's {' '.join(SIM.class_names)})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+@dataclasses.dataclass
+class SimulateCommand:
+    """`distill3d points simulate` options."""
+    train: int = 160  # training scans (split 'train')
+    val: int = 40  # validation scans (split 'val')
+    seed: int = 0  # random seed (val uses seed + 1)
+    sim: SimulationConfig = dataclasses.field(default_factory=SimulationConfig)  # scene layout and LiDAR
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_range(self.train, "train", 0, integer=True)  # 0 skips a split; a negative count means nothing
+        check_range(self.val, "val", 0, integer=True)
+        if self.train + self.val == 0:
+            raise ValueError("train and val are both 0: nothing to simulate")
+
+    def validate(self) -> None:
+        for name in ("train", "val"):  # 0 skips the split
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
 
 
-def _common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (0.5 ~ 4x, 0.25 ~ 16x fewer parameters)")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="scans per step")
-    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate (one-cycle schedule)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (sampling, augmentation, initialisation)")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint path; an unfinished run there is resumed")
+@dataclasses.dataclass
+class DataOptions:
+    """The KITTI-layout data every points command reads."""
+    split: str = "train"  # ImageSets/<split>.txt to use
+    # label types to detect, in class-index order (default: the simulator's)
+    classes: tuple[str, ...] = SIM.class_names
+    allow_missing_calib: bool = False  # read frames without calib/label_2 files with the default calibration and no objects
+
+
+@dataclasses.dataclass
+class PointsTrainCommand(DataOptions):
+    """`distill3d points train` options outside the training config."""
+    model: Literal["pillars", "point"] = "pillars"  # pillars: PointPillars-style; point: set-abstraction point detector
+    width: float = 1.0  # channel width multiplier (0.5 ~ 4x, 0.25 ~ 16x fewer parameters)
+    resume: bool = False  # continue the unfinished run in OUT (same data and settings)
+    overwrite: bool = False  # replace a run already in OUT (else this fails)
+
+
+@dataclasses.dataclass
+class PointsDistillCommand(DataOptions):
+    """`distill3d points distill` options outside the training and distillation configs."""
+    width: float = 0.5  # the student's channel width multiplier (the teacher's family)
+    resume: bool = False  # continue the unfinished run in OUT (same data and settings)
+    overwrite: bool = False  # replace a run already in OUT (else this fails)
+
+
+@dataclasses.dataclass
+class PointsEvalCommand(DataOptions):
+    """`distill3d points eval` options."""
+    split: str = "val"  # ImageSets/<split>.txt to use
+    iou: tuple[float, ...] = ()  # IoU threshold per class (empty: KITTI's / the simulator's)
+    json: Path | None = None  # also write the results here
+    # simulated: range / occlusion bins of simulated scans; kitti: the official definition for real KITTI
+    # labels (2D box height, occlusion, truncation; DontCare regions and Van / Person_sitting ignored)
+    difficulty: Literal["simulated", "kitti"] = "simulated"
+
+
+def _resolve(args, command_cls) -> None:
+    """Resolves the command's configs (defaults < --config < --preset < flags) onto ``args``:
+    the command's fields as attributes, ``args.train_config`` / ``args.distill_config`` where used."""
+    args.run_options = apply_run_options(args)
+    command = config_from_args(command_cls, args)
+    for f in dataclasses.fields(command):
+        setattr(args, f.name, getattr(command, f.name))
+    args.classes = list(command.classes)
+    args.command_config = command
+    if command_cls in (PointsTrainCommand, PointsDistillCommand):
+        args.train_config = config_from_args(TrainConfig, args)
+        args.steps, args.seed = args.train_config.steps, args.train_config.seed
+    if command_cls is PointsDistillCommand:
+        args.distill_config = config_from_args(DistillConfig, args)
+        args.method = args.distill_config.method
+
+
+def _save_config(args) -> None:
+    """``config.json`` beside the checkpoint: the resolved configs of this run (pass it back with --config)."""
+    saved = {k: v for k, v in to_dict(args.command_config).items() if k not in ("resume", "overwrite")}
+    saved.update(to_dict(args.train_config))
+    if getattr(args, "distill_config", None) is not None:
+        saved.update(to_dict(args.distill_config))
+    save_resolved_config(saved, Path(args.out).parent, name=Path(args.out).stem + ".config.json")
 
 
 def _load(args) -> list:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return KittiDataset(args.data, tuple(args.classes), split=args.split).scans()
+    return KittiDataset(args.data, tuple(args.classes), split=args.split,
+                        allow_missing_calib=getattr(args, "allow_missing_calib", False)).scans()
 
 
 def _thresholds(classes: list[str], given: list[float] | None) -> tuple[float, ...]:
     if given:
-        if len(given) != len(classes):
-            raise SystemExit(f"--iou needs one threshold per class ({len(classes)}), got {len(given)}")
-        return tuple(given)
+        from distill3d.points.metrics import check_iou_thresholds
+
+        return check_iou_thresholds(given, classes)
     sim = {c.name: c.iou_threshold for c in SIM.classes}
     # KITTI's official thresholds for its own classes, the simulator's for ours, else 0.5
     kitti = {"Car": 0.7, "Van": 0.7, "Truck": 0.7, "Pedestrian": 0.5, "Cyclist": 0.5}
@@ -60,58 +137,110 @@ def _thresholds(classes: list[str], given: list[float] | None) -> tuple[float, .
 
 
 def cmd_simulate(args) -> int:
-    for split, count, seed in (("train", args.train, args.seed), ("val", args.val, args.seed + 1)):
+    run = apply_run_options(args)
+    cfg = config_from_args(SimulateCommand, args)
+    for split, count, seed in (("train", cfg.train, cfg.seed), ("val", cfg.val, cfg.seed + 1)):
         if count <= 0:
             continue
-        scans = simulate_dataset(SIM, count, seed, progress=True)
+        scans = simulate_dataset(cfg.sim, count, seed, progress=run.progress)
         for s in scans:
             s.frame_id = f"{split}_{s.frame_id}"
-        write_kitti_dataset(args.out, scans, SIM.class_names, split=split)
+        write_kitti_dataset(args.out, scans, cfg.sim.class_names, split=split)
         print(f"wrote {count} {split} scans to {args.out}")
     return 0
 
 
 def _train_config(args) -> TrainConfig:
-    return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    return args.train_config
+
+
+# data folders can hold real KITTI (thousands of multi-MB scans): hash small files whole, sample the rest
+DATA_HASH = HashConfig(full_bytes=64 << 10, sample_bytes=4 << 10)
+
+
+def _guard(args, **inputs) -> RunDirectory:
+    """The lock, writability check and overwrite / resume rules of ``--out`` (distillcore.runs), with the
+    fingerprint of the data, the settings and ``inputs``."""
+    fingerprint = run_fingerprint(scene=args.data, hash_config=DATA_HASH, config=asdict(_train_config(args)),
+                                  split=args.split, classes=list(args.classes), width=args.width, **inputs)
+    return RunDirectory.for_file(args.out, fingerprint=fingerprint, resume=args.resume, overwrite=args.overwrite)
+
+
+def _already_complete(run: RunDirectory, args) -> bool:
+    if run.resumed and (run.previous or {}).get("status") == "complete":
+        print(f"{args.out}: already complete at step {args.steps} (nothing to do)")
+        return True
+    return False
 
 
 def cmd_train(args) -> int:
-    scans = _load(args)
-    torch.manual_seed(args.seed)
-    model = build_detector(args.model, len(args.classes), args.width)
-    meta = {"class_names": tuple(args.classes), "iou_thresholds": _thresholds(args.classes, None)}
-    train_detector(model, scans, _train_config(args), args.out, meta=meta)
+    _resolve(args, PointsTrainCommand)
+    with _guard(args, command="train", model=args.model) as run:
+        if _already_complete(run, args):
+            return 0
+        scans = _load(args)
+        torch.manual_seed(args.seed)
+        model = build_detector(args.model, len(args.classes), args.width)
+        meta = {"class_names": tuple(args.classes), "iou_thresholds": _thresholds(args.classes, None),
+                "fingerprint": run.fingerprint}
+        train_detector(model, scans, _train_config(args), args.out, meta=meta, progress=args.run_options.progress)
+        run.complete(step=args.steps)
+    _save_config(args)
     print(f"saved {args.out}")
     return 0
 
 
 def cmd_distill(args) -> int:
+    _resolve(args, PointsDistillCommand)
+    check_output_is_not_input(args.out, args.teacher)
+    teacher_hash = hashlib.sha256(args.teacher.read_bytes()).hexdigest() if args.teacher.is_file() else None
+    with _guard(args, command="distill", teacher=teacher_hash, distill=asdict(args.distill_config)) as run:
+        if _already_complete(run, args):
+            return 0
+        return _distill(args, run)
+
+
+def _distill(args, run: RunDirectory) -> int:
     scans = _load(args)
     teacher, state = load_checkpoint(args.teacher)
     if tuple(state["meta"].get("class_names", ())) != tuple(args.classes):
         raise SystemExit(f"the teacher was trained on classes {state['meta'].get('class_names')}, not {tuple(args.classes)}")
     torch.manual_seed(args.seed)
     student = build_detector(state["family"], len(args.classes), args.width)
-    distill = DistillConfig(method=args.method, pointdistiller=PointDistillerConfig(
-        num_important=args.num_important, neighbours=args.neighbours, temperature=args.temperature, weight=args.kd_weight),
-        fitnet_weight=args.kd_weight, kd_weight=args.kd_weight)
-    meta = dict(state["meta"], teacher=str(args.teacher))
+    distill = args.distill_config
+    meta = dict(state["meta"], teacher=str(args.teacher), fingerprint=run.fingerprint)
+    progress = args.run_options.progress
     if args.method == "none":
-        train_detector(student, scans, _train_config(args), args.out, meta=meta)
+        train_detector(student, scans, _train_config(args), args.out, meta=meta, progress=progress)
     else:
-        train_detector(student, scans, _train_config(args), args.out, meta=meta, teacher=teacher, distill=distill)
+        train_detector(student, scans, _train_config(args), args.out, meta=meta, teacher=teacher, distill=distill,
+                       progress=progress)
+    run.complete(step=args.steps)
+    _save_config(args)
     print(f"saved {args.out}")
     return 0
 
 
 def cmd_eval(args) -> int:
+    _resolve(args, PointsEvalCommand)
+    thresholds = _thresholds(args.classes, list(args.iou) or None)  # bad thresholds fail before any loading
     scans = _load(args)
     model, state = load_checkpoint(args.checkpoint)
-    results = evaluate_detector(model, scans, tuple(args.classes), _thresholds(args.classes, args.iou))
+    if args.difficulty == "kitti":
+        from distill3d.points.kitti import with_kitti_annotations
+        from distill3d.points.metrics import KittiDifficultyConfig, evaluate
+        from distill3d.points.train import predict
+
+        dataset = KittiDataset(args.data, tuple(args.classes), split=args.split,
+                               allow_missing_calib=getattr(args, "allow_missing_calib", False))
+        frames = with_kitti_annotations(dataset, predict(model, scans))
+        results = evaluate(frames, tuple(args.classes), thresholds, KittiDifficultyConfig())
+    else:
+        results = evaluate_detector(model, scans, tuple(args.classes), thresholds)
     for key, value in results.items():
         print(f"{key:28s} {value:6.2f}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json_atomic(args.json, results, indent=1)  # a NaN / inf score is written as null
     return 0
 
 
@@ -119,37 +248,50 @@ def add_parser(subparsers, name: str, help: str) -> None:
     group = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = group.add_subparsers(dest="points_command", metavar="COMMAND")
 
+    def data_argument(p):
+        p.add_argument("--data", type=Path, required=True,
+                       help="KITTI-layout folder (written by `simulate`, or real KITTI)")
+
     p = sub.add_parser("simulate", help="simulate LiDAR scenes and write them in KITTI layout")
     p.add_argument("--out", type=Path, required=True, help="output folder (KITTI layout)")
-    p.add_argument("--train", type=int, default=160, help="training scans (split 'train')")
-    p.add_argument("--val", type=int, default=40, help="validation scans (split 'val')")
-    p.add_argument("--seed", type=int, default=0, help="random seed (val uses seed + 1)")
+    add_config_file_arguments(p)
+    add_config_arguments(p, SimulateCommand, group_title="simulation config (SimulateCommand)")
+    add_run_options(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("train", help="train a detector (a teacher, or a student without KD)")
-    _common_data(p, "train")
-    p.add_argument("--model", choices=FAMILIES, default="pillars", help="pillars: PointPillars-style; point: set-abstraction point detector")
-    _common_train(p)
+    p = sub.add_parser("train", help="train a detector (a teacher, or a student without KD)",
+                       description="Train a detector; writes the checkpoint OUT and OUT's stem + .config.json.")
+    data_argument(p)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path to write")
+    add_config_file_arguments(p)
+    add_config_arguments(p, PointsTrainCommand, group_title="command")
+    add_config_arguments(p, TrainConfig, group_title="training config (TrainConfig)")
+    add_run_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("distill", help="train a narrower student of the teacher's family with knowledge distillation")
-    _common_data(p, "train")
+    p = sub.add_parser("distill", help="train a narrower student of the teacher's family with knowledge distillation",
+                       description="Distill a teacher into a student; writes the checkpoint OUT and OUT's stem + "
+                                   ".config.json. Methods: pointdistiller (local graph + reweighting), fitnet "
+                                   "(feature MSE), kd (response KD), none.")
+    data_argument(p)
     p.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint from `train`")
-    p.add_argument("--method", choices=METHODS, default="pointdistiller",
-                   help="pointdistiller (local graph + reweighting), fitnet (feature MSE), kd (response KD), none")
-    p.add_argument("--num-important", type=int, default=PointDistillerConfig.num_important, help="PointDistiller N: local structures per scan")
-    p.add_argument("--neighbours", type=int, default=PointDistillerConfig.neighbours, help="PointDistiller k: kNN graph size")
-    p.add_argument("--temperature", type=float, default=PointDistillerConfig.temperature, help="PointDistiller reweighting temperature T")
-    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss")
-    _common_train(p)
-    p.set_defaults(width=0.5)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path to write")
+    add_config_file_arguments(p)
+    add_config_arguments(p, PointsDistillCommand, group_title="command")
+    add_config_arguments(p, TrainConfig, group_title="training config (TrainConfig)")
+    add_config_arguments(p, DistillConfig, group_title="distillation config (DistillConfig)",
+                         aliases={"pointdistiller.num_important": "--num-important",
+                                  "pointdistiller.neighbours": "--neighbours",
+                                  "pointdistiller.temperature": "--temperature"})
+    add_run_options(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("eval", help="KITTI-style AP (R40) in BEV and 3D per class and difficulty")
-    _common_data(p, "val")
+    data_argument(p)
     p.add_argument("--checkpoint", type=Path, required=True, help="detector checkpoint")
-    p.add_argument("--iou", type=float, nargs="+", default=None, help="IoU threshold per class (default: KITTI's / the simulator's)")
-    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_config_file_arguments(p)
+    add_config_arguments(p, PointsEvalCommand, group_title="command")
+    add_run_options(p)
     p.set_defaults(func=cmd_eval)
 
     group.set_defaults(func=lambda args: group.print_help() or 2)

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from distill3d.points.detector import DetectorOutput
 from distill3d.points.edgeconv import EdgeConv, edge_inputs
 from distill3d.points.sampling import gather_rows, knn
+from distillcore.checks import check_choice, check_range
 from distillcore.feature import feature_distill_loss
 from distillcore.kd import kd_kl_loss
 from distillcore.reweight import reweighted_structured_loss
@@ -61,6 +62,19 @@ class PointDistillerConfig:
     teacher_adapter: Literal["none", "random"] = "none"
     weight: float = 1.0
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first field outside its range."""
+        for name in ("num_important", "neighbours", "adapter_channels"):
+            check_range(getattr(self, name), f"pointdistiller.{name}", 1, integer=True)
+        for i, width in enumerate(self.adapter_hidden):
+            check_range(width, f"pointdistiller.adapter_hidden[{i}]", 1, integer=True)
+        check_range(self.temperature, "pointdistiller.temperature", 0, low_open=True)
+        check_range(self.weight, "pointdistiller.weight", 0)
+        check_choice(self.teacher_adapter, "pointdistiller.teacher_adapter", ("none", "random"))
+
 
 @dataclass
 class DistillConfig:
@@ -69,6 +83,16 @@ class DistillConfig:
     fitnet_weight: float = 1.0
     kd_weight: float = 1.0
     kd_temperature: float = 2.0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_choice(self.method, "method", ("pointdistiller", "fitnet", "kd", "none"))
+        check_range(self.fitnet_weight, "fitnet_weight", 0)
+        check_range(self.kd_weight, "kd_weight", 0)
+        check_range(self.kd_temperature, "kd_temperature", 0, low_open=True)
+        self.pointdistiller.validate()
 
 
 class DistillLoss(nn.Module):

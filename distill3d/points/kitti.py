@@ -10,12 +10,13 @@ the loader that reads simulated scenes reads a user's real KITTI folder unchange
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from distillcore.serialization import write_bytes_atomic, write_text_atomic
 
 from distill3d.points.boxes import corners_3d
 from distill3d.points.scan import POINT_DIM, Scan
@@ -66,13 +67,7 @@ def read_calibration(path: Path) -> Calibration:
 def write_calibration(path: Path, calib: Calibration) -> None:
     rows = [(f"P{i}", p) for i, p in enumerate(calib.P)]
     rows += [("R0_rect", calib.R0_rect), ("Tr_velo_to_cam", calib.Tr_velo_to_cam), ("Tr_imu_to_velo", calib.Tr_imu_to_velo)]
-    _atomic_write_text(path, "".join(f"{k}: {' '.join(f'{v:.12e}' for v in m.ravel())}\n" for k, m in rows))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{k}: {' '.join(f'{v:.12e}' for v in m.ravel())}\n" for k, m in rows))
 
 
 def boxes_to_camera(boxes: np.ndarray, calib: Calibration) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,6 +145,108 @@ def parse_label_lines(text: str, class_names: tuple[str, ...], calib: Calibratio
     return boxes, np.array(labels, np.int64), np.array(occlusion, np.int64), np.array(scores, np.float32)
 
 
+# a box of the key type is ignored (neither found nor missed) when evaluating the value class (devkit)
+KITTI_NEIGHBORS = {"Van": "Car", "Person_sitting": "Pedestrian"}
+
+
+def parse_kitti_objects(text: str, class_names: tuple[str, ...], calib: Calibration, source: str = "label") -> dict:
+    """Everything the official evaluation reads from ``label_2`` text: for the lines of ``class_names`` and
+    their neighbouring types (:data:`KITTI_NEIGHBORS`, label -1 with ``neighbor_of`` set) the LiDAR
+    ``boxes`` [M, 7], ``labels``, ``occlusion``, ``truncation``, image ``boxes_2d`` [M, 4], ``scores`` and
+    ``neighbor_of`` [M]; and the ``dontcare`` image boxes [K, 4]. Other types are skipped."""
+    rows, dontcare = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) not in (15, 16):
+            raise ValueError(f"{source}:{n}: a KITTI label line has 15 or 16 fields, got {len(parts)}")
+        values = [float(v) for v in parts[1:]]
+        if parts[0] == "DontCare":
+            dontcare.append(values[3:7])
+            continue
+        neighbor = KITTI_NEIGHBORS.get(parts[0])
+        if parts[0] not in class_names and neighbor not in class_names:
+            continue
+        label = class_names.index(parts[0]) if parts[0] in class_names else -1
+        rows.append((label, class_names.index(neighbor) if label < 0 else -1, values))
+    out = {"dontcare": np.array(dontcare, np.float64).reshape(-1, 4)}
+    if not rows:
+        out.update(boxes=np.zeros((0, 7), np.float32), labels=np.zeros(0, np.int64), occlusion=np.zeros(0, np.int64),
+                   truncation=np.zeros(0), boxes_2d=np.zeros((0, 4)), scores=np.zeros(0, np.float32),
+                   neighbor_of=np.zeros(0, np.int64))
+        return out
+    values = np.array([v for _, _, v in rows])
+    out.update(
+        boxes=boxes_from_camera(values[:, 10:13], values[:, 7:10], values[:, 13], calib),
+        labels=np.array([r[0] for r in rows], np.int64), neighbor_of=np.array([r[1] for r in rows], np.int64),
+        truncation=values[:, 0], occlusion=values[:, 1].astype(np.int64), boxes_2d=values[:, 3:7],
+        scores=(values[:, 14] if values.shape[1] == 15 else np.ones(len(rows))).astype(np.float32),
+    )
+    return out
+
+
+def kitti_frame(gt_text: str, pred_text: str, class_names: tuple[str, ...], calib: Calibration | None = None):
+    """A :class:`~distill3d.points.metrics.FrameResult` for the official KITTI evaluation
+    (:class:`~distill3d.points.metrics.KittiDifficultyConfig`) from a ``label_2`` ground-truth file's
+    text and a detection file's text in the same format with a score column."""
+    from distill3d.points.metrics import FrameResult
+
+    calib = calib or Calibration()
+    gt = parse_kitti_objects(gt_text, class_names, calib, "ground truth")
+    pred = parse_kitti_objects(pred_text, class_names, calib, "detections")
+    keep = pred["labels"] >= 0  # neighbour types among detections are not detections of a class
+    return FrameResult(pred["boxes"][keep], pred["scores"][keep], pred["labels"][keep], gt["boxes"], gt["labels"],
+                       gt["occlusion"], gt_boxes_2d=gt["boxes_2d"], gt_truncation=gt["truncation"],
+                       gt_neighbor_of=gt["neighbor_of"], pred_boxes_2d=pred["boxes_2d"][keep],
+                       dontcare_boxes_2d=gt["dontcare"])
+
+
+def with_kitti_annotations(dataset: "KittiDataset", frames: list) -> list:
+    """``frames`` (detections on ``dataset``'s scans, in its order, e.g. ``points.train.predict``) with what
+    the official difficulty needs, read from each frame's ``label_2`` and ``calib`` files: ground-truth 2D
+    boxes, truncation, neighbouring-class boxes and DontCare regions; the detections' 2D boxes are their
+    3D boxes projected into the image (clipped to it), as a KITTI result file would hold them."""
+    from distill3d.points.metrics import FrameResult
+
+    if len(frames) != len(dataset):
+        raise ValueError(f"{len(frames)} frames of detections for {len(dataset)} scans")
+    out = []
+    for frame_id, frame in zip(dataset.frame_ids, frames):
+        label_path, calib_path = dataset.dir / "label_2" / f"{frame_id}.txt", dataset.dir / "calib" / f"{frame_id}.txt"
+        if not label_path.is_file():
+            raise FileNotFoundError(f"the official KITTI evaluation needs {label_path}")
+        calib = read_calibration(calib_path) if calib_path.is_file() else Calibration()
+        gt = parse_kitti_objects(label_path.read_text(), dataset.class_names, calib, str(label_path))
+        boxes = np.asarray(frame.pred_boxes, dtype=np.float64).reshape(-1, 7)
+        out.append(FrameResult(frame.pred_boxes, frame.pred_scores, frame.pred_labels, gt["boxes"], gt["labels"],
+                               gt["occlusion"], gt_boxes_2d=gt["boxes_2d"], gt_truncation=gt["truncation"],
+                               gt_neighbor_of=gt["neighbor_of"], dontcare_boxes_2d=gt["dontcare"],
+                               pred_boxes_2d=_image_boxes(boxes, calib) if len(boxes) else np.zeros((0, 4))))
+    return out
+
+
+def evaluate_kitti_folders(label_dir: str | Path, result_dir: str | Path, class_names: tuple[str, ...],
+                           iou_thresholds: tuple[float, ...], calib_dir: str | Path | None = None) -> dict[str, float]:
+    """Official-difficulty AP (percent, :func:`distill3d.points.metrics.evaluate` keys) of the detection
+    files in ``result_dir`` (``<frame>.txt``, KITTI label format with a score column; a missing file is a
+    frame without detections) against the ``label_2`` files of ``label_dir``. ``calib_dir`` holds the
+    frames' calibration (default: the simulator's; it only moves boxes between frames consistently)."""
+    from distill3d.points.metrics import KittiDifficultyConfig, evaluate
+
+    label_dir, result_dir = Path(label_dir), Path(result_dir)
+    frames_ids = sorted(p.stem for p in label_dir.glob("*.txt"))
+    if not frames_ids:
+        raise FileNotFoundError(f"no label files (*.txt) in {label_dir}")
+    frames = []
+    for frame_id in frames_ids:
+        calib = read_calibration(Path(calib_dir) / f"{frame_id}.txt") if calib_dir is not None else Calibration()
+        result = result_dir / f"{frame_id}.txt"
+        frames.append(kitti_frame((label_dir / f"{frame_id}.txt").read_text(),
+                                  result.read_text() if result.is_file() else "", class_names, calib))
+    return evaluate(frames, tuple(class_names), tuple(iou_thresholds), KittiDifficultyConfig())
+
+
 def read_velodyne(path: Path) -> np.ndarray:  # [P, 4] float32
     path = Path(path)
     if not path.is_file():
@@ -161,9 +258,7 @@ def read_velodyne(path: Path) -> np.ndarray:  # [P, 4] float32
 
 
 def write_velodyne(path: Path, points: np.ndarray) -> None:
-    tmp = Path(str(path) + ".tmp")
-    np.ascontiguousarray(points, dtype=np.float32).tofile(tmp)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, np.ascontiguousarray(points, dtype=np.float32).tobytes())
 
 
 class KittiDataset:
@@ -174,10 +269,15 @@ class KittiDataset:
         class_names: label types to keep, in class-index order (e.g. ``("Car", "Pedestrian", "Cyclist")``).
         split: an ``ImageSets/<split>.txt`` list of frame ids; without that file all scans of ``subset``.
         subset: ``"training"`` (has labels) or ``"testing"``.
+        allow_missing_calib: read a frame without ``calib/<frame>.txt`` with the simulator's calibration and
+            a ``training`` frame without ``label_2/<frame>.txt`` as one without objects. Off by default: a
+            missing file is an error naming it, since silently defaulting either skews every box.
     """
 
-    def __init__(self, root: str | Path, class_names: tuple[str, ...], split: str | None = None, subset: str = "training"):
+    def __init__(self, root: str | Path, class_names: tuple[str, ...], split: str | None = None, subset: str = "training",
+                 allow_missing_calib: bool = False):
         self.root = Path(root)
+        self.allow_missing_calib = bool(allow_missing_calib)
         self.class_names = tuple(class_names)
         self.dir = self.root / subset
         if not (self.dir / "velodyne").is_dir():
@@ -202,8 +302,13 @@ class KittiDataset:
         frame = self.frame_ids[i]
         points = read_velodyne(self.dir / "velodyne" / f"{frame}.bin")
         calib_path = self.dir / "calib" / f"{frame}.txt"
-        calib = read_calibration(calib_path) if calib_path.is_file() else Calibration()
         label_path = self.dir / "label_2" / f"{frame}.txt"
+        needed = [calib_path] + ([label_path] if self.dir.name == "training" else [])
+        missing = [str(path) for path in needed if not path.is_file()]
+        if missing and not self.allow_missing_calib:
+            raise FileNotFoundError(f"frame {frame}: {' and '.join(missing)} not found (pass --allow-missing-calib / "
+                                    "allow_missing_calib=True to use the default calibration and no labels)")
+        calib = read_calibration(calib_path) if calib_path.is_file() else Calibration()
         if label_path.is_file():
             boxes, labels, occlusion, _ = parse_label_lines(label_path.read_text(), self.class_names, calib, str(label_path))
         else:
@@ -227,14 +332,14 @@ def write_kitti_dataset(root: str | Path, scans: list[Scan], class_names: tuple[
             raise ValueError("every scan needs a frame_id to be written")
         write_velodyne(base / "velodyne" / f"{scan.frame_id}.bin", scan.points)
         write_calibration(base / "calib" / f"{scan.frame_id}.txt", calib)
-        _atomic_write_text(base / "label_2" / f"{scan.frame_id}.txt",
-                           format_label_lines(scan.boxes, scan.labels, scan.occlusion, class_names, calib))
+        write_text_atomic(base / "label_2" / f"{scan.frame_id}.txt",
+                          format_label_lines(scan.boxes, scan.labels, scan.occlusion, class_names, calib))
     if split:
         (Path(root) / "ImageSets").mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(Path(root) / "ImageSets" / f"{split}.txt", "".join(s.frame_id + "\n" for s in scans))
+        write_text_atomic(Path(root) / "ImageSets" / f"{split}.txt", "".join(s.frame_id + "\n" for s in scans))
 
 
 __all__ = [
     "Calibration", "read_calibration", "write_calibration", "boxes_to_camera", "boxes_from_camera",
-    "format_label_lines", "parse_label_lines", "read_velodyne", "write_velodyne", "KittiDataset", "write_kitti_dataset",
+    "format_label_lines", "parse_label_lines", "parse_kitti_objects", "kitti_frame", "with_kitti_annotations", "evaluate_kitti_folders", "KITTI_NEIGHBORS", "read_velodyne", "write_velodyne", "KittiDataset", "write_kitti_dataset",
 ]

@@ -10,9 +10,14 @@ Intensity follows a Lambertian model, :math:`I = \\rho\\, |\\cos\\theta| + N(0, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import open3d as o3d
+
+from distillcore.extras import require_extra
+
+if TYPE_CHECKING:
+    import open3d as o3d
 
 
 @dataclass
@@ -45,6 +50,7 @@ def cast_rays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(distance [R], geometry id [R], triangle normal [R, 3])`` of each ray's first hit;
     distance is ``inf`` and id ``INVALID_ID`` on a miss."""
+    o3d = require_extra("open3d", "points")  # at use: the module imports (and --help works) without it
     rays = o3d.core.Tensor(np.concatenate([origins, directions], axis=1).astype(np.float32))
     hit = scene.cast_rays(rays)
     return hit["t_hit"].numpy(), hit["geometry_ids"].numpy().astype(np.int64), hit["primitive_normals"].numpy()

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import open3d as o3d
+
+from distillcore.extras import require_extra
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,7 @@ class MeshSpec:
 
 
 def pybullet_data_path() -> str:
-    try:
-        import pybullet_data
-    except ImportError as err:  # pragma: no cover - pybullet is a declared dependency
-        raise ImportError("the LiDAR simulator needs the `pybullet` package (its data folder has the meshes)") from err
-    return pybullet_data.getDataPath()
+    return require_extra("pybullet_data", "points").getDataPath()  # pybullet's data folder has the meshes
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,7 +35,7 @@ def _unit_mesh(spec: MeshSpec) -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(pybullet_data_path(), spec.file)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"mesh {spec.file!r} not found in pybullet's data folder {pybullet_data_path()}")
-    mesh = o3d.io.read_triangle_mesh(path)
+    mesh = require_extra("open3d", "points").io.read_triangle_mesh(path)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     triangles = np.asarray(mesh.triangles, dtype=np.int32)
     if len(triangles) == 0:

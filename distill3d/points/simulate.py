@@ -12,14 +12,19 @@ level 3 (unknown), which evaluation ignores.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import open3d as o3d
 from tqdm import tqdm
+
+from distillcore.extras import require_extra
 
 from distill3d.points.lidar import LidarConfig, cast_rays, scan_scene
 from distill3d.points.meshes import MeshSpec, normalized_mesh, place
 from distill3d.points.scan import OCCLUSION_UNKNOWN, Scan
+
+if TYPE_CHECKING:
+    import open3d as o3d
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ def _occlusion_share(
 
 def simulate_scene(cfg: SimulationConfig, rng: np.random.Generator, frame_id: str = "") -> Scan:
     """One scan with exact labels (see the module docstring)."""
+    o3d = require_extra("open3d", "points")  # at use: the module imports (and --help works) without it
     objects = _sample_layout(cfg, rng)
     scene = o3d.t.geometry.RaycastingScene()
     reflectance = [cfg.ground_reflectance]
@@ -171,6 +177,8 @@ def simulate_dataset(cfg: SimulationConfig, num_scans: int, seed: int, *, progre
     """``num_scans`` scenes, frame ids ``000000, 000001, ...``, reproducible from ``seed``."""
     if num_scans <= 0:
         raise ValueError(f"num_scans must be > 0, got {num_scans}")
+    for module in ("open3d", "pybullet_data"):  # before any work: a missing extra is one clear error
+        require_extra(module, "points")
     rng = np.random.default_rng(seed)
     return [simulate_scene(cfg, rng, f"{i:06d}") for i in tqdm(range(num_scans), desc="simulate", disable=not progress)]
 

@@ -3,12 +3,12 @@
 One loop serves teacher training, student training without KD, and distillation: with a teacher
 the total loss is :math:`\\mathcal L_{det}(\\text{student}) + \\mathcal L_{KD}(\\text{teacher}, \\text{student})`,
 the teacher frozen in eval mode and fed the very same preprocessed batch as the student. AdamW with a
-one-cycle learning-rate schedule; checkpoints are written atomically (temporary file, then
-``os.replace``) every ``checkpoint_every`` steps and training resumes from the last one.
+one-cycle learning-rate schedule; checkpoints are written atomically (:mod:`distillcore.serialization`)
+every ``checkpoint_every`` steps, hold only plain data (configs as dicts, RNG states as tensors / dicts
+of ints; read with ``weights_only=True``) and training resumes from the last one.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,6 +16,11 @@ from typing import Literal
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from distillcore.checks import check_range
+from distillcore.divergence import check_finite
+from distillcore.runs import describe_mismatch
+from distillcore.serialization import load_state, save_atomic
 
 from distill3d.points.augment import AugmentConfig, GroundTruthDatabase, augment
 from distill3d.points.detector import Detector, DetectorOutput, PostProcessConfig
@@ -43,6 +48,20 @@ class TrainConfig:
     checkpoint_every: int = 100
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first field outside its range; ``train_detector`` calls it again."""
+        check_range(self.steps, "steps", 1, integer=True)
+        check_range(self.batch_size, "batch_size", 1, integer=True)
+        check_range(self.lr, "lr", 0, low_open=True)
+        check_range(self.weight_decay, "weight_decay", 0)
+        check_range(self.warmup_fraction, "warmup_fraction", 0, 1, low_open=True, high_open=True)
+        check_range(self.grad_clip, "grad_clip", 0, low_open=True)
+        check_range(self.seed, "seed", 0, integer=True)
+        check_range(self.checkpoint_every, "checkpoint_every", 1, integer=True)
+
 
 def build_detector(family: Family, num_classes: int, width: float = 1.0) -> Detector:
     """A detector of ``family`` with default settings and channel multiplier ``width``."""
@@ -68,20 +87,14 @@ def _detector_from_config(family: Family, cfg: dict) -> Detector:
 def save_checkpoint(path: Path, model: Detector, meta: dict, **extra) -> None:
     """Writes ``path`` atomically: model config and weights, ``meta`` (class names, IoU thresholds,
     how it was trained) and any ``extra`` state (optimizer, step) for resuming."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"family": family_of(model), "model_config": asdict(model.cfg), "state_dict": model.state_dict(), "meta": meta, **extra}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_atomic(state, path)
 
 
 def load_checkpoint(path: Path) -> tuple[Detector, dict]:
     """``(detector in eval mode, checkpoint dict)``; clear errors for a missing or foreign file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_state(path, what="detector checkpoint")
     if not isinstance(state, dict) or "family" not in state or "model_config" not in state:
         raise ValueError(f"{path} is not a distill3d points detector checkpoint")
     model = _detector_from_config(state["family"], state["model_config"])
@@ -107,6 +120,7 @@ def train_detector(
 ) -> Detector:
     """Trains ``model`` on ``scans`` (distilling from ``teacher`` when given); resumes from
     ``checkpoint`` if it holds an unfinished run, and writes it as it goes."""
+    cfg.validate()
     if not scans:
         raise ValueError("no training scans")
     for s in scans:
@@ -129,7 +143,14 @@ def train_detector(
 
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = load_state(checkpoint, what="detector checkpoint")
+        if not isinstance(state, dict):
+            raise ValueError(f"{checkpoint} is not a distill3d points detector checkpoint")
+        stored, current = (state.get("meta") or {}).get("fingerprint"), meta.get("fingerprint")
+        if stored is not None and current is not None:  # meta["fingerprint"]: distillcore.runs.run_fingerprint
+            problem = describe_mismatch(stored, current)
+            if problem:
+                raise ValueError(f"{checkpoint} {problem}; use another --out or --overwrite")
         if state.get("step", cfg.steps) < cfg.steps and "optimizer" in state:
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
@@ -160,8 +181,8 @@ def train_detector(
                 teacher_out: DetectorOutput = teacher(inputs, distill_only=True)
             losses["kd"] = distill_loss(teacher_out, out)
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")
+        check_finite(step + 1, {"total loss": total, **losses} if not torch.isfinite(total) else None,
+                     checkpoint=checkpoint, hint="lower the learning rate (--lr)")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -2,18 +2,77 @@
 scene's object masks, and edit the field (delete / extract / recolor the Gaussians matching a query)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
+from typing import Literal
 
 import numpy as np
 import torch
 
+from distillcore.checks import check_range
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args)
+
+
+@dataclasses.dataclass
+class ViewOptions:
+    """Which views of the scene every query command renders."""
+    split: str = "test"  # split whose views are used
+    backend: Literal["auto", "native", "torch", "gsplat"] = "auto"  # rasterizer backend
+    downsample: int = 1  # render at 1/F of the scene's resolution
+
+    def validate(self) -> None:
+        if self.downsample < 1:
+            raise ValueError(f"--downsample must be >= 1, got {self.downsample}")
+
+
+@dataclasses.dataclass
+class QueryOptions(ViewOptions):
+    """`distill3d query segment` options: one of --point, --box or --text is the query."""
+    view: str = "0"  # view (name or index) the point/box refers to
+    point: tuple[int, int] | None = None  # query: feature at this pixel (X Y)
+    box: tuple[int, int, int, int] | None = None  # query: mean feature in this box (X0 Y0 X1 Y1, end exclusive)
+    text: str | None = None  # query: text through a CLIP-style teacher
+    teacher: str = "clip"  # teacher for --text (must be the field's teacher)
+    teacher_checkpoint: str | None = None  # that teacher's weights
+    threshold: float = 0.8  # cosine similarity threshold in [-1, 1]
+
+
+@dataclasses.dataclass
+class MiouOptions(ViewOptions):
+    """`distill3d query miou` options."""
+    reference_stride: int = 4  # every N-th training view gives the mask-mean prototypes
+
+    def validate(self) -> None:
+        super().validate()
+        if self.reference_stride < 1:
+            raise ValueError(f"--reference-stride must be >= 1, got {self.reference_stride}")
+
+
+@dataclasses.dataclass
+class EditOptions(QueryOptions):
+    """`distill3d query edit` options."""
+    color: tuple[float, float, float] = (1.0, 0.0, 0.0)  # new colour for recolor, values in [0, 1]
+
+
+def _scene(args, split: str):
+    from distill3d.data import load_scene
+    from distill3d.fields.pipeline import downscale_scene
+
+    return downscale_scene(load_scene(args.scene, split), getattr(args, "downsample", 1))
+
 
 def _load(args):
-    from distill3d.data import load_scene
     from distill3d.fields.field import FeatureField
 
-    return FeatureField.load(args.field), load_scene(args.scene, args.split)
+    field = FeatureField.load(args.field)
+    if not bool(field.gaussians.features.detach().ne(0).any()):  # `train --plain` writes one zero column
+        raise ValueError(f"{args.field} carries no trained features (all zero: a plain 3DGS field?); "
+                         "queries need a field trained with a teacher")
+    if hasattr(args, "threshold"):  # fail before rendering anything
+        check_range(args.threshold, "--threshold (a cosine similarity)", -1, 1)
+    return field, _scene(args, args.split)
 
 
 def _view_index(scene, view: str) -> int:
@@ -67,12 +126,10 @@ def cmd_segment(args) -> int:
 
 
 def cmd_miou(args) -> int:
-    from distill3d.data import load_scene
-
     from . import segmentation_miou
 
     field, test = _load(args)
-    train = load_scene(args.scene, "train")
+    train = _scene(args, "train")
     if train.masks is None or test.masks is None:
         raise ValueError(f"{args.scene} has no object masks to score against")
     num_classes = int(max(train.masks.max(), test.masks.max())) + 1
@@ -86,8 +143,13 @@ def cmd_miou(args) -> int:
 
 
 def cmd_edit(args) -> int:
+    from distillcore.runs import check_output_is_not_input
+
     from . import delete, extract, recolor, select_gaussians
 
+    # the edited PLY and its decoder sidecar must not replace the field being edited
+    check_output_is_not_input(args.out, args.field, "--out")
+    check_output_is_not_input(args.out.with_suffix(".decoder.pt"), args.field.with_suffix(".decoder.pt"), "--out")
     field, scene = _load(args)
     query = query_vector(args, field, scene)
     selected = select_gaussians(field.gaussian_features().detach(), query, args.threshold)
@@ -102,41 +164,39 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def _resolved(options_cls, command):
+    """``command`` run on ``args`` completed with the resolved ``options_cls`` (defaults < --config < flags)."""
+    def run(args) -> int:
+        apply_run_options(args)
+        options = config_from_args(options_cls, args)
+        for f in dataclasses.fields(options):
+            setattr(args, f.name, getattr(options, f.name))
+        return command(args)
+    return run
+
+
 def add_parser(subparsers, name: str, help: str) -> None:
     parser = subparsers.add_parser(name, help=help, description=help)
     sub = parser.add_subparsers(dest="query_command", metavar="ACTION", required=True)
 
-    def common(p, with_query: bool):
+    def common(p, options_cls):
         p.add_argument("field", type=pathlib.Path, help="trained field (point_cloud.ply from `distill3d train`)")
         p.add_argument("--scene", required=True, help="scene folder with the cameras (and masks)")
-        p.add_argument("--split", default="test", help="split whose views are used (default test)")
-        p.add_argument("--backend", default="auto", choices=["auto", "native", "torch", "gsplat"],
-                       help="rasterizer backend")
-        if with_query:
-            p.add_argument("--view", default="0", help="view (name or index) the point/box refers to")
-            p.add_argument("--point", type=int, nargs=2, metavar=("X", "Y"), help="query: feature at this pixel")
-            p.add_argument("--box", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                           help="query: mean feature in this box (pixels, end exclusive)")
-            p.add_argument("--text", default=None, help="query: text through a CLIP-style teacher")
-            p.add_argument("--teacher", default="clip", help="teacher for --text (must be the field's teacher)")
-            p.add_argument("--teacher-checkpoint", default=None, help="that teacher's weights")
-            p.add_argument("--threshold", type=float, default=0.8, help="cosine similarity threshold in [-1, 1]")
+        add_config_file_arguments(p)
+        add_config_arguments(p, options_cls, group_title=f"options ({options_cls.__name__})")
+        add_run_options(p)
 
     p = sub.add_parser("segment", help="binary mask of the pixels of --view matching the query")
-    common(p, True)
+    common(p, QueryOptions)
     p.add_argument("--out", type=pathlib.Path, required=True, help="output mask PNG")
-    p.set_defaults(func=cmd_segment)
+    p.set_defaults(func=_resolved(QueryOptions, cmd_segment))
 
     p = sub.add_parser("miou", help="nearest-prototype segmentation mIoU against the scene's object masks")
-    common(p, False)
-    p.add_argument("--reference-stride", type=int, default=4,
-                   help="every N-th training view gives the mask-mean prototypes")
-    p.set_defaults(func=cmd_miou)
+    common(p, MiouOptions)
+    p.set_defaults(func=_resolved(MiouOptions, cmd_miou))
 
     p = sub.add_parser("edit", help="delete / extract / recolor the Gaussians whose feature matches the query")
-    common(p, True)
+    common(p, EditOptions)
     p.add_argument("--action", choices=["delete", "extract", "recolor"], required=True, help="what to do")
-    p.add_argument("--color", type=float, nargs=3, default=(1.0, 0.0, 0.0), metavar=("R", "G", "B"),
-                   help="new colour for recolor, values in [0, 1]")
     p.add_argument("--out", type=pathlib.Path, required=True, help="output PLY of the edited field")
-    p.set_defaults(func=cmd_edit)
+    p.set_defaults(func=_resolved(EditOptions, cmd_edit))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillcore.checks import check_tensor
+from distillcore.checks import check_range, check_tensor
 from distill3d.fields.field import FeatureField
 from distill3d.gaussians import Gaussians, rgb_to_sh0
 
@@ -21,8 +21,7 @@ def select_gaussians(features: Tensor, query: Tensor, threshold: float) -> Tenso
     """Boolean ``[N]``: Gaussians with ``cos(features_i, query) >= threshold``. ``features [N, D]``, ``query [D]``."""
     check_tensor(features, "features", ndim=2, floating=True, nonempty=False)
     check_tensor(query, "query", shape=(features.shape[1],), floating=True)
-    if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold is a cosine similarity and must lie in [-1, 1], got {threshold}")
+    check_range(threshold, "threshold (a cosine similarity)", -1, 1)  # NaN too: it would select nothing
     return F.cosine_similarity(features, query[None], dim=1, eps=1e-8) >= threshold
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillcore.checks import check_tensor
+from distillcore.checks import check_range, check_tensor
 
 
 def _check_map(features: Tensor) -> Tensor:
@@ -64,7 +64,9 @@ def text_query(teacher, prompts: list[str]) -> Tensor:
 
 
 def threshold_mask(features: Tensor, query: Tensor, threshold: float) -> Tensor:
-    """Boolean mask ``[H, W]`` of pixels whose cosine similarity to ``query`` is at least ``threshold``."""
+    """Boolean mask ``[H, W]`` of pixels whose cosine similarity to ``query`` is at least ``threshold``
+    (in [-1, 1]: outside it the mask is trivially all or nothing)."""
+    check_range(threshold, "threshold (a cosine similarity)", -1, 1)
     return similarity_map(features, query) >= threshold
 
 

@@ -19,7 +19,8 @@ gsplat: a Gaussian far outside the image would otherwise get an exploding Jacobi
 - ``means2d = (fx tx / tz + cx, fy ty / tz + cy)``, with pixel ``(x, y)`` centred at ``(x + 0.5, y + 0.5)``;
 - ``conics = inverse(Sigma_2D)`` stored as ``(a, b, c)`` meaning ``[[a, b], [b, c]]``;
 - ``radii = ceil(3 sqrt(lambda_max(Sigma_2D)))`` on both axes, 0 for culled Gaussians: depth not in
-  ``(near, far)``, singular covariance, or the box ``mean2d +- r`` entirely outside the image;
+  ``(near, far)``, singular covariance, a 2D variance of ``MAX_VARIANCE_2D`` or more (a splat so large
+  that its det and radius overflow), or the box ``mean2d +- r`` entirely outside the image;
 - ``compensations = sqrt(max(0, det(Sigma_2D - eps2d I) / det(Sigma_2D)))`` (the anti-aliasing
   opacity factor of Mip-Splatting / gsplat's "antialiased" mode).
 """
@@ -34,6 +35,9 @@ from distill3d.render.validation import check_cameras, check_geometry
 RADIUS_SIGMAS = 3.0
 # Tangent-space clamp of the Jacobian: the frustum is widened by this fraction of tan(fov/2) per side.
 FRUSTUM_CLAMP_MARGIN = 0.3
+# Splats with a 2D variance at or above this (pixels^2; over 10^8 pixels wide) are culled: their det, conic
+# and integer radius would overflow float32 / int32. Must equal kMaxVariance2D in csrc/include/projection_math.h.
+MAX_VARIANCE_2D = 1e16
 
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:  # [N, 4] wxyz, unit -> [N, 3, 3]
@@ -119,7 +123,7 @@ def project_gaussians_unchecked(
     det_no_blur = a * c - b * b
     a, c = a + eps2d, c + eps2d
     det = a * c - b * b
-    valid = in_depth & (det > 0)
+    valid = in_depth & (det > 0) & (a < MAX_VARIANCE_2D) & (c < MAX_VARIANCE_2D)
     det = _safe(det, valid)
     compensations = torch.sqrt(torch.clamp(det_no_blur / det, min=0.0))
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)

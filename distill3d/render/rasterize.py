@@ -33,6 +33,7 @@ from distill3d.render import compositing, projection, tiles
 from distill3d.render.sh import sh_colors
 from distill3d.render.validation import (
     check_cameras,
+    check_pixel_budget,
     check_geometry,
     check_opacities,
     check_planes,
@@ -98,8 +99,14 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     if status is not None:
         ok, why = status(device)
         if not ok:
-            raise RuntimeError(f"backend={backend!r} is unavailable: {why}")
+            raise BackendUnavailable(f"backend={backend!r} is unavailable: {why} "
+                                     f"(available on {torch.device(device)}: {', '.join(available_backends(device))})")
     return backend
+
+
+class BackendUnavailable(ValueError, RuntimeError):
+    """An explicitly requested backend cannot run here. A ``ValueError`` (a setting the user chose, reported
+    by the command line as one error line) and, as before, a ``RuntimeError``."""
 
 
 def _stage_functions(backend: str) -> tuple[Callable, Callable, Callable, Callable]:
@@ -142,6 +149,7 @@ def _check_inputs(
     """Validates every argument of :func:`rasterize`; returns N."""
     n = check_geometry(means, quats, scales)
     n_cameras = check_cameras(viewmats, Ks, width, height)
+    check_pixel_budget(n_cameras, width, height)
     check_opacities(opacities, n)
     check_planes(near_plane, far_plane, eps2d)
     if not isinstance(tile_size, int) or tile_size <= 0:
@@ -229,6 +237,7 @@ def rasterize(
     antialiased: bool = False,
     tile_size: int = 16,
     backend: Backend = "auto",
+    deterministic: bool | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor, dict[str, Any]]:
     """Renders C images of N Gaussians (colour and/or depth, plus optional features) in one pass.
 
@@ -238,7 +247,10 @@ def rasterize(
     ``width``, ``height``, ``n_cameras``, ``gaussian_ids=None`` as gsplat's unpacked mode), so
     ``gsplat.strategy.DefaultStrategy`` runs on it unchanged. ``antialiased`` multiplies opacities by the
     EWA compensation (gsplat's ``rasterize_mode="antialiased"``). An empty scene (N = 0) renders the
-    background.
+    background. ``deterministic`` (native backend): sum the backward's gradients in a fixed order for
+    bitwise-reproducible gradients (``None``: on the CPU always, on CUDA under
+    ``torch.use_deterministic_algorithms``; see :func:`distill3d.render.native.deterministic_backward`).
+    The torch backend is deterministic on the CPU; gsplat's backward uses atomics.
     """
     n_cameras = _check_inputs(
         means, quats, scales, opacities, colors, features, viewmats, Ks, width, height,
@@ -275,9 +287,10 @@ def rasterize(
     tile_width, tile_height = tiles.tile_grid(width, height, tile_size)
     tiles_per_gauss, isect_ids, flatten_ids = isect(means2d, radii, depths, tile_size, tile_width, tile_height)
     isect_offsets = offset_encode(isect_ids, n_cameras, tile_width, tile_height)
+    native_options = {"deterministic": deterministic} if backend == "native" else {}
     image, alpha = composite(
         means2d, conics, buffer.contiguous(), view_opacities.contiguous(), width, height, tile_size,
-        isect_offsets, flatten_ids, full_backgrounds, n_geometry,
+        isect_offsets, flatten_ids, full_backgrounds, n_geometry, **native_options,
     )
 
     render = image[..., : n_color + n_depth]

@@ -1,12 +1,15 @@
 """Input checks shared by the rasterizer's public functions (clear errors naming the argument)."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from distillcore.checks import check_positive, check_same_size, check_tensor
 
 # Quaternions shorter than this cannot be normalised into a rotation.
 MIN_QUAT_NORM = 1e-12
+# |det| of a viewmat's 3x3 block below this is a degenerate camera (a rigid pose has |det| = 1).
+MIN_ROTATION_DET = 1e-6
 
 
 def check_geometry(means: Tensor, quats: Tensor, scales: Tensor) -> int:
@@ -38,6 +41,12 @@ def check_cameras(viewmats: Tensor, Ks: Tensor, width: int, height: int) -> int:
     c = check_same_size({"viewmats.shape[0]": viewmats.shape[0], "Ks.shape[0]": Ks.shape[0]}, "the number of cameras C")
     if bool((Ks[:, 0, 0] <= 0).any()) or bool((Ks[:, 1, 1] <= 0).any()):
         raise ValueError("Ks must have positive focal lengths Ks[:, 0, 0] and Ks[:, 1, 1]")
+    if c:  # an all-zero (or otherwise singular) rotation block projects every point to one spot
+        dets = torch.linalg.det(viewmats[:, :3, :3].double()).abs()
+        if bool((dets < MIN_ROTATION_DET).any()):
+            bad = int(torch.nonzero(dets < MIN_ROTATION_DET)[0, 0])
+            raise ValueError(f"viewmats[{bad}] has a singular rotation block (|det| = {float(dets[bad]):.3g}): "
+                             "not a world-to-camera pose")
     for name, value in (("width", width), ("height", height)):
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -70,3 +79,34 @@ def check_opacities(opacities: Tensor, n: int) -> None:
     if opacities.numel() and bool(((opacities < 0) | (opacities > 1)).any()):
         raise ValueError("opacities must lie in [0, 1] (pass sigmoid of the logits)")
 
+
+
+# Largest render (cameras x height x width pixels) allowed by default: 2^26, an 8192 x 8192 image, whose
+# output and per-pixel state take about 1.5 GB at 3 colour channels. A 20000 x 20000 request (400M pixels)
+# would allocate about 10 GB before failing; set DISTILLKIT_MAX_PIXELS to raise (or lower) the budget.
+DEFAULT_MAX_PIXELS = 1 << 26
+MAX_PIXELS_ENV = "DISTILLKIT_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel budget of one render call: ``$DISTILLKIT_MAX_PIXELS`` if set, else ``DEFAULT_MAX_PIXELS``."""
+    import os
+
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive integer, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive integer, got {raw!r}")
+    return value
+
+
+def check_pixel_budget(n_cameras: int, width: int, height: int) -> None:
+    """Refuses a render larger than :func:`max_pixels` before anything is allocated."""
+    pixels, budget = int(n_cameras) * int(width) * int(height), max_pixels()
+    if pixels > budget:
+        raise ValueError(f"render of {n_cameras} x {width} x {height} = {pixels:,} pixels exceeds the budget of "
+                         f"{budget:,} pixels (set {MAX_PIXELS_ENV} to allow more, or render smaller/fewer views)")

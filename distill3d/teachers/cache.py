@@ -2,13 +2,14 @@
 
 Layout: ``root / scene / teacher.fingerprint() / f"{image_name}-{sha1(image)[:16]}.pt"``. The
 teacher's fingerprint changes with its configuration, and the image's content hash makes an edited
-image a miss rather than a stale hit. Writes are atomic (temporary file, then ``os.replace``), so an
-interrupted run never leaves a truncated entry.
+image a miss rather than a stale hit. Writes are atomic (:mod:`distillcore.serialization`), so an
+interrupted run never leaves a truncated entry; entries are read as plain tensors (nothing in a cache
+file runs), and an unreadable or foreign entry is a miss that is computed again and overwritten.
 """
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import pathlib
 import re
 
@@ -16,7 +17,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from distillcore.serialization import load_state, save_atomic
+
 from .base import Teacher, check_image
+
+log = logging.getLogger(f"distillkit.{__name__}")
 
 
 def image_digest(image: Tensor) -> str:
@@ -49,16 +54,18 @@ class FeatureCache:
         check_image(image)
         path = self.path(image_name, image)
         if path.is_file():
-            features = torch.load(path, map_location="cpu", weights_only=True)
-            if list(features.shape) == [self.teacher.dim, *self.teacher.grid(*image.shape[1:])]:
+            try:
+                features = load_state(path, what="teacher feature cache entry")
+            except ValueError as err:
+                log.warning("%s; computing it again", err)
+                features = None
+            expected = [self.teacher.dim, *self.teacher.grid(*image.shape[1:])]
+            if isinstance(features, Tensor) and list(features.shape) == expected:
                 self.hits += 1
                 return features
         self.misses += 1
         features = self.teacher(image).cpu()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(features, tmp)
-        os.replace(tmp, path)
+        save_atomic(features, path)
         return features
 
     def encode_all(self, images: dict[str, Tensor], progress: bool = True) -> dict[str, Tensor]:

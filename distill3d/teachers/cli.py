@@ -1,21 +1,31 @@
 """`distill3d teachers`: list teachers, extract and cache a scene's teacher features, PCA images."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
 import torch
 
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args)
+
 DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "distillkit" / "features"
+
+
+@dataclasses.dataclass
+class ExtractConfig:
+    """`distill3d teachers extract` options."""
+    teacher: str = "efficientnet-lite0"  # registry name of the teacher (see `distill3d teachers list`)
+    checkpoint: str | None = None  # weights file for teachers that load your own checkpoint (sam, clip)
+    cache: pathlib.Path = DEFAULT_CACHE  # feature cache directory
 
 
 def read_image(path: pathlib.Path) -> torch.Tensor:
     """An image file as ``[3, H, W]`` float in [0, 1] (alpha, if any, composited over black)."""
-    import imageio.v3 as iio
+    from distill3d.data.files import read_image as read_array  # one reader: clear errors for bad files
 
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    array = np.asarray(iio.imread(path))
+    array = read_array(path)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     scale = 65535.0 if array.dtype == np.uint16 else 255.0 if array.dtype == np.uint8 else 1.0
@@ -63,16 +73,18 @@ def cmd_pca(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from distill3d.data import load_scene
+    # The same reading as `distill3d train` (train split, plus test when present, with the same view
+    # keys), so the maps cached here are exactly the ones training looks up.
+    from distill3d.fields.pipeline import prepare_scene
 
-    from . import build_teacher, scene_features
-
+    run = apply_run_options(args)
+    cfg = config_from_args(ExtractConfig, args)
     scene_dir = pathlib.Path(args.scene)
-    splits = [load_scene(scene_dir, split) for split in args.splits]
-    teacher = build_teacher(args.teacher, **_teacher_kwargs(args))
-    features = scene_features(splits, scene_dir.name, teacher, args.cache)
+    kwargs = {"checkpoint": cfg.checkpoint} if cfg.checkpoint else {}
+    prepared = prepare_scene(scene_dir, cfg.teacher, cfg.cache, progress=run.progress, **kwargs)
+    features = prepared.teacher_maps
     shape = list(next(iter(features.values())).shape)
-    print(f"{len(features)} maps of shape {shape} cached under {args.cache / scene_dir.name}")
+    print(f"{len(features)} maps of shape {shape} cached under {cfg.cache / scene_dir.name}")
     return 0
 
 
@@ -97,7 +109,7 @@ def add_parser(subparsers, name: str, help: str) -> None:
 
     p = sub.add_parser("extract", help="compute and cache the teacher features of every view of a scene")
     p.add_argument("scene", help="scene directory (Blender transforms_*.json or COLMAP)")
-    p.add_argument("--cache", type=pathlib.Path, default=DEFAULT_CACHE,
-                   help=f"feature cache directory (default {DEFAULT_CACHE})")
-    teacher_options(p)
+    add_config_file_arguments(p)
+    add_config_arguments(p, ExtractConfig, group_title="extract config (ExtractConfig)")
+    add_run_options(p)
     p.set_defaults(func=cmd_extract)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from distillcore.serialization import load_state
+
 from .base import Teacher, freeze
 from .registry import register_teacher
 
@@ -47,10 +49,9 @@ SAM_PRESETS: dict[str, SamEncoderConfig] = {
 
 def load_encoder_state(checkpoint: str | pathlib.Path) -> dict[str, Tensor]:
     """The image-encoder weights of a SAM checkpoint (full ``Sam`` or encoder-only state dict)."""
-    path = pathlib.Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"SAM checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state(checkpoint, what="SAM checkpoint")
+    if not isinstance(state, dict):
+        raise ValueError(f"SAM checkpoint {checkpoint} is not a state dict")
     prefix = "image_encoder."
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

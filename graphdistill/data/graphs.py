@@ -260,6 +260,80 @@ def _split_pooled(name: str, graphs: list[Data], config: SplitConfig) -> GraphSp
     return GraphSplits(name, train, val, test, num_classes, [str(c) for c in range(num_classes)])
 
 
+GRAPH_KEYS = ("x", "edge_index", "edge_attr", "y")
+
+
+def as_graph(graph: Data | dict, where: str) -> Data:
+    """One graph of a user's graph-classification set: a PyG ``Data`` or a dict of tensors with ``x``
+    [N, F], ``edge_index`` [2, E], optional ``edge_attr`` [E, F_e] and ``y`` (one class id: a scalar,
+    [1] or [1, 1]); checked by :func:`check_graph`, other keys dropped."""
+    if isinstance(graph, Data):
+        values = {key: graph[key] for key in graph.keys()}
+    elif isinstance(graph, dict):
+        values = graph
+    else:
+        raise ValueError(f"{where}: expected a torch_geometric Data or a dict of tensors, got {type(graph).__name__}")
+    missing = [key for key in ("x", "edge_index", "y") if values.get(key) is None]
+    if missing:
+        raise ValueError(f"{where}: lacks {missing} (a graph needs x [N, F], edge_index [2, E] and one label y)")
+    for key in GRAPH_KEYS:
+        if values.get(key) is not None and not isinstance(values[key], torch.Tensor):
+            raise ValueError(f"{where}: {key} must be a tensor, got {type(values[key]).__name__}")
+    x, edge_index, y = values["x"], values["edge_index"], values["y"]
+    if x.dim() != 2:
+        raise ValueError(f"{where}: x must be [N, F], got shape {list(x.shape)}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
+        raise ValueError(f"{where}: edge_index must be an integer [2, E] tensor, got {edge_index.dtype} {list(edge_index.shape)}")
+    if y.numel() != 1 or y.is_floating_point():
+        raise ValueError(f"{where}: y must be one integer class id per graph, got {y.dtype} {list(y.shape)}")
+    out = Data(x=x, edge_index=edge_index.long(), y=y.reshape(1).long())
+    if values.get("edge_attr") is not None:
+        if values["edge_attr"].size(0) != edge_index.size(1):
+            raise ValueError(f"{where}: edge_attr has {values['edge_attr'].size(0)} rows for {edge_index.size(1)} edges")
+        out.edge_attr = values["edge_attr"]
+    if edge_index.numel() and int(edge_index.min()) < 0:
+        raise ValueError(f"{where}: edge_index has a negative node id")
+    return check_graph(out, where)
+
+
+def graph_splits_from_list(graphs: list, config: SplitConfig | None = None, name: str = "graphs") -> GraphSplits:
+    """A user's graph-classification set (``Data`` or dicts of tensors, one label ``y`` per graph) split
+    train / val / test by :func:`stratified_split` (``config`` fractions and seed); classes are
+    ``0 .. max(y)``. Feature columns must agree across graphs."""
+    if not isinstance(graphs, (list, tuple)) or not graphs:
+        raise ValueError(f"{name}: expected a non-empty list of graphs, got {type(graphs).__name__} of length "
+                         f"{len(graphs) if hasattr(graphs, '__len__') else '?'}")
+    checked = [as_graph(g, f"{name} graph {i}") for i, g in enumerate(graphs)]
+    widths = {g.x.size(1) for g in checked}
+    if len(widths) > 1:
+        raise ValueError(f"{name}: graphs have different numbers of feature columns {sorted(widths)}")
+    return _split_pooled(name, checked, config or SplitConfig())
+
+
+def load_graph_file(path: str | Path, config: SplitConfig | None = None) -> GraphSplits:
+    """A graph-classification set from a ``torch.save`` file, read without running code from it.
+
+    The file holds a list of dicts of tensors (``[g.to_dict() for g in graphs]``; split by ``config``)
+    or a dict ``{"train": [...], "val": [...], "test": [...]}`` of such lists (its own split).
+    """
+    from distillcore.serialization import load_state
+
+    state = load_state(path, what="graph file")
+    name = Path(path).name
+    if isinstance(state, dict) and {"train", "val", "test"} <= state.keys():
+        parts = {key: [as_graph(g, f"{name} {key} graph {i}") for i, g in enumerate(state[key])]
+                 for key in ("train", "val", "test")}
+        if not parts["train"]:
+            raise ValueError(f"graph file {path}: the train list is empty")
+        num_classes = 1 + max(int(g.y) for part in parts.values() for g in part)
+        return GraphSplits(name, parts["train"], parts["val"], parts["test"], num_classes,
+                           [str(c) for c in range(num_classes)])
+    if not isinstance(state, list):
+        raise ValueError(f"graph file {path} holds a {type(state).__name__}: expected a list of dicts of tensors "
+                         "(torch.save([g.to_dict() for g in graphs], path)) or a dict with train / val / test lists")
+    return graph_splits_from_list(state, config, name)
+
+
 def load_graph_dataset(name: str, root: str | Path | None = None, config: SplitConfig | None = None) -> GraphSplits:
     """Loads a graph-classification set by name.
 

@@ -84,6 +84,82 @@ def validate_node_graph(data: Data) -> Data:
     return data
 
 
+SPLIT_MASKS = ("train_mask", "val_mask", "test_mask")
+
+
+def as_node_graph(data: Data | dict) -> Data:
+    """A user's node-classification graph, checked, as the ``Data`` every VQGraph function expects.
+
+    Takes a PyG ``Data(x, edge_index, y)`` or a dict of tensors with those keys (what
+    ``data.to_dict()`` returns), optionally with ``num_classes`` and boolean ``train_mask`` /
+    ``val_mask`` / ``test_mask`` [N]. ``num_classes`` defaults to ``max(y) + 1``; labels ``[N, 1]``
+    (OGB style) are flattened. Edges are kept as given (not symmetrised). The input is not modified.
+
+    Raises a ``ValueError`` naming the problem: missing keys, an empty graph, float labels, labels or
+    masks of the wrong length, edges pointing outside the graph, fewer than two classes.
+    """
+    if isinstance(data, Data):
+        values = {key: data[key] for key in data.keys()}
+    elif isinstance(data, dict):
+        values = dict(data)
+    else:
+        raise ValueError(f"expected a torch_geometric Data or a dict of tensors, got {type(data).__name__}")
+    missing = [key for key in ("x", "edge_index", "y") if values.get(key) is None]
+    if missing:
+        raise ValueError(f"the graph lacks {missing}: a node-classification graph needs x [N, F], "
+                         f"edge_index [2, E] and y [N] (has {sorted(values)})")
+    x, edge_index, y = values["x"], values["edge_index"], values["y"]
+    for key, value in (("x", x), ("edge_index", edge_index), ("y", y)):
+        if not isinstance(value, Tensor):
+            raise ValueError(f"graph field {key} must be a tensor, got {type(value).__name__}")
+    if x.dim() != 2 or x.size(0) == 0:
+        raise ValueError(f"the graph is empty or x is not [N, F]: x has shape {list(x.shape)}")
+    if y.dim() == 2 and y.size(1) == 1:
+        y = y.view(-1)
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class ids (int64), got dtype {y.dtype}")
+    if y.dim() != 1 or y.size(0) != x.size(0):
+        raise ValueError(f"y must be [N] = [{x.size(0)}] (one class per node), got shape {list(y.shape)}")
+    if edge_index.dtype != torch.long and not edge_index.is_floating_point():
+        edge_index = edge_index.long()
+    num_classes = values.get("num_classes")
+    num_classes = int(y.max()) + 1 if num_classes is None else int(num_classes)
+    graph = Data(x=x.float(), edge_index=edge_index, y=y.long(), num_classes=num_classes)
+    validate_node_graph(graph)
+    present = [key for key in SPLIT_MASKS if values.get(key) is not None]
+    if present and len(present) != len(SPLIT_MASKS):
+        raise ValueError(f"the graph has {present} but not {sorted(set(SPLIT_MASKS) - set(present))}: give all "
+                         "three split masks or none (then a random per-class split is made)")
+    for key in present:
+        mask = values[key]
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (x.size(0),):
+            raise ValueError(f"{key} must be a bool tensor [N] = [{x.size(0)}], got "
+                             f"{getattr(mask, 'dtype', type(mask).__name__)} {list(getattr(mask, 'shape', []))}")
+        if not bool(mask.any()):
+            raise ValueError(f"{key} selects no node")
+        graph[key] = mask
+    return graph
+
+
+def load_node_graph_file(path: str | os.PathLike) -> Data:
+    """A node-classification graph from a ``torch.save`` file, read without running code from it.
+
+    The file holds a dict of tensors ``{x, edge_index, y[, train_mask, val_mask, test_mask]}``; for a
+    PyG ``Data`` write ``torch.save(data.to_dict(), "g.pt")`` (a pickled ``Data`` object is refused:
+    reading it would have to run code). Checked by :func:`as_node_graph`.
+    """
+    from distillcore.serialization import load_state
+
+    state = load_state(path, what="graph file")
+    if not isinstance(state, dict):
+        raise ValueError(f"graph file {path} holds a {type(state).__name__}, not a dict of tensors "
+                         "(write it with torch.save(data.to_dict(), path))")
+    try:
+        return as_node_graph(state)
+    except ValueError as err:
+        raise ValueError(f"graph file {path}: {err}") from None
+
+
 def count_isolated(data: Data) -> int:
     """Number of nodes without any incident edge."""
     degree = torch.zeros(data.num_nodes, dtype=torch.long)
@@ -306,6 +382,8 @@ def load_node_dataset(name: str, root: str | os.PathLike | None = None, *, seed:
 __all__ = [
     "NODE_DATASETS",
     "SBMConfig",
+    "as_node_graph",
+    "load_node_graph_file",
     "count_isolated",
     "digits_graph",
     "karate_club",

@@ -3,26 +3,57 @@ then train a GNN on the distilled file and evaluate it on the original validatio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
 
-import torch
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.runs import RunDirectory, check_output_is_not_input
+from distillcore.serialization import save_atomic
 
 from ..data.graphs import OFFLINE_DATASETS, SplitConfig, load_graph_dataset
 from .distill import DistillConfig, distill
 from .distilled import DistilledDataset
-from .labels import DiscretizeConfig
-from .mining import MiningConfig
-from .models import MODELS, ModelConfig
+from .models import ModelConfig
 from .train import TrainConfig, train_gnn
 
 
-def _supports(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+@dataclasses.dataclass
+class MirageDistillCommand:
+    """`graphdistill mirage distill` options outside the distillation config."""
+    # your own graphs instead of DATASET: a torch.save file of a list of dicts of tensors {x, edge_index, y
+    # [, edge_attr]} (torch.save([g.to_dict() for g in graphs], 'graphs.pt')), split by --val-fraction /
+    # --test-fraction, or of a dict with train / val / test lists
+    dataset_file: str | None = None
+    root: str | None = None  # folder holding OGB / TU data set files (not needed for the offline sets)
+    out: str | None = None  # distilled file to write (default: <dataset>.mirage.pt)
+    # relative support threshold(s) set by hand: one value for all classes or one per class; skips the sweep
+    support: tuple[float, ...] = ()
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)  # train / val / test split of the graphs
+    overwrite: bool = False  # replace an existing file at --out (else this fails)
+
+
+@dataclasses.dataclass
+class MirageTrainCommand:
+    """`graphdistill mirage train` options outside the model and training configs."""
+    root: str | None = None  # folder of the original data set files (OGB / TU only)
+    # evaluation graphs (same format as `distill --dataset-file`); default: the data set or file recorded in
+    # the distilled file, split as it was
+    dataset_file: str | None = None
+    layers: int | None = None  # GNN layers (None: the tree depth; more than the depth loses exactness)
+    # sample patterns by raw frequency over all classes (the paper's weighting) instead of by frequency
+    # within each class times the class's share of the training graphs
+    raw_frequency: bool = False
+    out: str | None = None  # where to save the trained model's state dict (default: none)
+    overwrite: bool = False  # replace an existing file at --out (else this fails)
+
+
+DISTILL_ALIASES = {"discretize.num_bins": "--num-bins", "mining.multiset": "--multiset",
+                   "mining.exclusive": "--exclusive", "mining.max_pattern_size": "--max-pattern-size",
+                   "split.seed": "--split-seed", "split.val_fraction": "--val-fraction",
+                   "split.test_fraction": "--test-fraction"}
 
 
 def add_parser(subparsers, name: str, help: str) -> None:
@@ -30,74 +61,57 @@ def add_parser(subparsers, name: str, help: str) -> None:
     sub = parser.add_subparsers(dest="mirage_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
-    d = sub.add_parser("distill", help="mine per-class frequent computation trees into one file (no model is trained)")
-    d.add_argument("dataset", help=f"{' | '.join(OFFLINE_DATASETS)} (offline), ogbg-<name> or tu:<NAME> (local files under --root)")
-    d.add_argument("--root", default=None, help="folder holding OGB / TU data set files (not needed for the offline sets)")
-    d.add_argument("--out", default=None, help="distilled file to write (default: <dataset>.mirage.pt)")
-    d.add_argument("--depth", type=int, default=2, help="computation-tree depth L = GNN layers it serves (default 2)")
-    d.add_argument(
-        "--support",
-        type=_supports,
-        default=None,
-        help="relative support threshold(s) set by hand: one value for all classes or one per class, comma-separated; "
-        "skips the validation sweep",
-    )
-    d.add_argument(
-        "--sweep",
-        type=_supports,
-        default=None,
-        help="comma-separated relative supports the validation sweep tries (default: "
-        + ",".join(map(str, DistillConfig().sweep))
-        + ")",
-    )
-    d.add_argument("--min-compression", type=float, default=50.0, help="the sweep only keeps sets at least this many times smaller (default 50)")
-    d.add_argument("--multiset", action="store_true", help="transactions are multisets of tree ids (repeated trees count)")
-    d.add_argument("--exclusive", action="store_true", help="drop patterns that are frequent in more than one class")
-    d.add_argument("--max-pattern-size", type=int, default=3, help="largest tree set mined (default 3; 0 = no limit)")
-    d.add_argument("--num-bins", type=int, default=8, help="quantile bins per continuous feature column (default 8)")
-    d.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    d = sub.add_parser("distill", help="mine per-class frequent computation trees into one file (no model is trained)",
+                       description="Mine per-class frequent computation trees into one file; the resolved config "
+                                   "is written beside it (OUT's stem + .config.json).")
+    d.add_argument("dataset", nargs="?", default=None,
+                   help=f"{' | '.join(OFFLINE_DATASETS)} (offline), ogbg-<name> or tu:<NAME> (local files under --root)")
+    add_config_file_arguments(d)
+    add_config_arguments(d, MirageDistillCommand, group_title="command", aliases=DISTILL_ALIASES)
+    add_config_arguments(d, DistillConfig, group_title="distillation config (DistillConfig)",
+                         aliases=DISTILL_ALIASES)
+    add_run_options(d)
     d.set_defaults(func=_distill)
 
     t = sub.add_parser("train", help="train a GNN on a distilled file; evaluate on the original val/test graphs")
     t.add_argument("distilled", help="file written by `graphdistill mirage distill`")
-    t.add_argument("--model", choices=MODELS, default="gin", help="GNN layer type (default gin)")
-    t.add_argument("--root", default=None, help="folder of the original data set files (OGB / TU only)")
-    t.add_argument("--layers", type=int, default=None, help="GNN layers (default: the tree depth; more than the depth loses exactness)")
-    t.add_argument("--hidden", type=int, default=64, help="hidden width (default 64)")
-    t.add_argument("--epochs", type=int, default=40, help="epochs (default 40)")
-    t.add_argument("--samples-per-epoch", type=int, default=1024, help="patterns drawn per epoch, by frequency (default 1024)")
-    t.add_argument("--batch-size", type=int, default=64, help="patterns per batch (default 64)")
-    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
-    t.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    t.add_argument(
-        "--raw-frequency",
-        action="store_true",
-        help="sample patterns by raw frequency over all classes (the paper's weighting) instead of by frequency "
-        "within each class times the class's share of the training graphs",
-    )
-    t.add_argument("--out", default=None, help="where to save the trained model's state dict (default: none)")
+    add_config_file_arguments(t)
+    add_config_arguments(t, MirageTrainCommand, group_title="command")
+    add_config_arguments(t, ModelConfig, group_title="model config (ModelConfig; layers: --layers)",
+                         skip=("num_layers",))
+    add_config_arguments(t, TrainConfig, group_title="training config (TrainConfig)", skip=("progress",))
+    add_run_options(t)
     t.set_defaults(func=_train)
 
 
 def _distill(args: argparse.Namespace) -> int:
-    splits = load_graph_dataset(args.dataset, args.root, SplitConfig(seed=args.split_seed))
-    mining = MiningConfig(
-        min_support=(args.support[0] if len(args.support) == 1 else args.support) if args.support else 0.2,
-        multiset=args.multiset,
-        exclusive=args.exclusive,
-        max_pattern_size=args.max_pattern_size or None,
-    )
-    config = DistillConfig(
-        depth=args.depth,
-        discretize=DiscretizeConfig(num_bins=args.num_bins),
-        mining=mining,
-        sweep=None if args.support else (tuple(args.sweep) if args.sweep else DistillConfig().sweep),
-        min_compression=args.min_compression,
-    )
-    distilled = distill(splits, config)
-    distilled.meta.update(split_seed=args.split_seed, root=None if args.root is None else os.path.abspath(args.root))
-    out = Path(args.out or f"{splits.name.replace(':', '_')}.mirage.pt")
-    file_bytes = distilled.save(out)
+    from ..data.graphs import load_graph_file
+
+    apply_run_options(args)
+    command = config_from_args(MirageDistillCommand, args)
+    config = config_from_args(DistillConfig, args)
+    if command.support:  # set by hand: no validation sweep
+        config.mining.min_support = command.support[0] if len(command.support) == 1 else list(command.support)
+        config.sweep = None
+    for f in dataclasses.fields(command):
+        setattr(args, f.name, getattr(command, f.name))
+    if (args.dataset is None) == (args.dataset_file is None):
+        raise ValueError("give either a DATASET name or --dataset-file FILE (exactly one)")
+    split = command.split
+    if args.dataset_file is not None:
+        splits = load_graph_file(args.dataset_file, split)
+        source = {"kind": "file", "path": os.path.abspath(args.dataset_file)}
+    else:
+        splits = load_graph_dataset(args.dataset, args.root, split)
+        source = {"kind": "builtin", "name": args.dataset, "root": None if args.root is None else os.path.abspath(args.root)}
+    out = Path(args.out or f"{Path(splits.name).stem.replace(':', '_')}.mirage.pt")
+    if args.dataset_file is not None:
+        check_output_is_not_input(out, args.dataset_file)
+    with _output_file(out, args.overwrite):  # checked writable, locked, not replacing a file unasked
+        distilled = distill(splits, config, split=split, source=source)
+        file_bytes = distilled.save(out)
+    saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "overwrite")}
+    save_resolved_config({**saved, **to_dict(config)}, out.parent, name=out.stem + ".config.json")
     summary = {
         "out": str(out),
         "patterns": distilled.num_patterns,
@@ -112,10 +126,36 @@ def _distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file(out: Path, overwrite: bool) -> RunDirectory:
+    """The guard of an output file (distillcore.runs): its folder writable, the file locked against a
+    concurrent command, and an existing file replaced only with --overwrite."""
+    return RunDirectory.for_file(out, fingerprint={}, overwrite=overwrite, record_info=False)
+
+
 def _train(args: argparse.Namespace) -> int:
+    args.run_options = apply_run_options(args)
+    command = config_from_args(MirageTrainCommand, args)
+    for f in dataclasses.fields(command):
+        setattr(args, f.name, getattr(command, f.name))
+    args.command_config = command
+    args.model_config = config_from_args(ModelConfig, args)
+    args.train_config = config_from_args(TrainConfig, args)
+    args.train_config.progress = args.run_options.progress
+    if args.out:
+        check_output_is_not_input(args.out, args.distilled)
+        with _output_file(Path(args.out), args.overwrite):
+            return _train_to(args)
+    return _train_to(args)
+
+
+def _train_to(args: argparse.Namespace) -> int:
+    from .train import check_feature_compatible, evaluation_splits
+
     distilled = DistilledDataset.load(args.distilled)
-    meta = distilled.meta
-    splits = load_graph_dataset(meta["dataset"], args.root or meta.get("root"), SplitConfig(seed=meta.get("split_seed", 0)))
+    splits = evaluation_splits(distilled.meta, args.dataset_file, args.root)
+    for name, graphs in (("validation", splits.val), ("test", splits.test)):
+        check_feature_compatible(graphs, distilled.feature_spec, distilled.edge_features is not None, name,
+                                 distilled.num_classes)
     graphs, weights = distilled.to_graphs(class_prior=not args.raw_frequency)
     result = train_gnn(
         graphs,
@@ -124,19 +164,15 @@ def _train(args: argparse.Namespace) -> int:
         splits.test,
         distilled.feature_spec,
         distilled.num_classes,
-        ModelConfig(model=args.model, hidden=args.hidden, num_layers=args.layers or distilled.depth),
-        TrainConfig(
-            epochs=args.epochs,
-            samples_per_epoch=args.samples_per_epoch,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            progress=True,
-        ),
+        dataclasses.replace(args.model_config, num_layers=distilled.depth if args.layers is None else args.layers),
+        args.train_config,
     )
     if args.out:
-        tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
-        torch.save(result.model.state_dict(), tmp)
-        os.replace(tmp, args.out)
-    print(json.dumps({"model": args.model, "best_epoch": result.best_epoch, "val": result.val, "test": result.test}, indent=2))
+        save_atomic(result.model.state_dict(), args.out)
+        saved = {k: v for k, v in to_dict(args.command_config).items() if k not in ("out", "overwrite")}
+        saved.update({**to_dict(args.model_config), **to_dict(args.train_config)})
+        saved.pop("num_layers")
+        saved.pop("progress")
+        save_resolved_config(saved, Path(args.out).parent, name=Path(args.out).stem + ".config.json")
+    print(json.dumps({"model": args.model_config.model, "best_epoch": result.best_epoch, "val": result.val, "test": result.test}, indent=2))
     return 0

@@ -2,11 +2,12 @@
 GIN on the distilled file and on the full training set and compare them on the test molecules."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
+
+from distillcore.serialization import write_json_atomic
 
 from ..data.graphs import load_solubility
 from .distill import DistillConfig, distill
@@ -49,5 +50,5 @@ def _demo(out_dir: Path) -> dict:
         "mirage_gin_test_roc_auc": round(on_mirage.test["roc_auc"], 4),
         "full_gin_test_roc_auc": round(on_full.test["roc_auc"], 4),
     }
-    (out_dir / "mirage_demo.json").write_text(json.dumps(result, indent=2))
+    write_json_atomic(out_dir / "mirage_demo.json", result)
     return result

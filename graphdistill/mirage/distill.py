@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Batch, Data
 
-from ..data.graphs import GraphSplits, check_graph
+from ..data.graphs import GraphSplits, SplitConfig, check_graph, graph_splits_from_list
 from .distilled import DistilledDataset, graphs_nbytes, prune_tables
 from .labels import DiscretizeConfig, discretize
 from .mining import MinedPatterns, MiningConfig, encode_transaction, mine_patterns
@@ -92,9 +92,27 @@ def _graph_tree_lists(tree_ids: torch.Tensor, ptr: torch.Tensor) -> list[np.ndar
     return [ids[ptr[i] : ptr[i + 1]] for i in range(ptr.numel() - 1)]
 
 
-def distill(splits: GraphSplits, config: DistillConfig | None = None) -> DistilledDataset:
-    """Distils ``splits.train`` into per-class frequent computation-tree sets (see the module docstring)."""
+def distill(splits: GraphSplits | list, config: DistillConfig | None = None, *, split: SplitConfig | None = None,
+            source: dict | None = None) -> DistilledDataset:
+    """Distils ``splits.train`` into per-class frequent computation-tree sets (see the module docstring).
+
+    Args:
+        splits: a split data set, or a plain list of graphs (PyG ``Data`` or dicts of tensors with
+            ``x`` [N, F], ``edge_index`` [2, E], optional ``edge_attr``, one class id ``y`` per graph),
+            split train / val / test by ``split`` (fractions and seed; default ``SplitConfig()``).
+        source: where the graphs came from, stored in ``meta["source"]`` so ``mirage train`` can find
+            the evaluation graphs again (``{"kind": "builtin", "name", "root"}`` or ``{"kind": "file",
+            "path"}``); default: built-in name for a ``GraphSplits``, ``{"kind": "graphs"}`` for a list
+            (then ``mirage train`` needs the evaluation graphs passed to it).
+    """
     config = config or DistillConfig()
+    if not isinstance(splits, GraphSplits):
+        split = split or SplitConfig()
+        splits = graph_splits_from_list(splits, split)
+        source = source or {"kind": "graphs"}
+    source = dict(source or {"kind": "builtin", "name": splits.name})
+    if split is not None:  # how the evaluation graphs are cut from the same pool again
+        source["split"] = {"val_fraction": split.val_fraction, "test_fraction": split.test_fraction, "seed": split.seed}
     if isinstance(config.depth, bool) or not isinstance(config.depth, int) or config.depth < 1:
         raise ValueError(f"DistillConfig.depth must be an integer >= 1, got {config.depth!r}")
     start = time.process_time()
@@ -152,6 +170,7 @@ def distill(splits: GraphSplits, config: DistillConfig | None = None) -> Distill
                 "num_train_graphs": num_train,
                 "class_sizes": mined.class_sizes,
                 "num_distinct_trees": int(tables.levels[-1].num_trees),
+                "source": source,
             },
         )
 

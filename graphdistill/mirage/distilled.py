@@ -23,12 +23,13 @@ class), which shifts the decision threshold; within a class both weightings are 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch_geometric.data import Data
+
+from distillcore.serialization import load_state, save_atomic
 
 from .models import FeatureSpec
 from .trees import LevelTable, csr_gather, unroll_trees
@@ -94,7 +95,6 @@ class DistilledDataset:
     def save(self, path: str | Path) -> int:
         """Writes the set to ``path`` atomically (temporary file, then rename); returns the file size."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "format": FORMAT,
             "depth": self.depth,
@@ -104,17 +104,14 @@ class DistilledDataset:
             "meta": self.meta,
             "tensors": self.tensors(),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        return path.stat().st_size
+        return save_atomic(state, path).stat().st_size
 
     @staticmethod
     def load(path: str | Path) -> "DistilledDataset":
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"distilled data set {path} does not exist (write one with `graphdistill mirage distill`)")
-        state = torch.load(path, weights_only=True)
+        state = load_state(path, what="distilled data set")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{path} is not a Mirage distilled data set (expected format {FORMAT!r})")
         t = state["tensors"]

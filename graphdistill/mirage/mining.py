@@ -19,8 +19,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
+
+from distillcore.extras import require_extra
 
 # A pattern: sorted tuple of tree ids (a tree repeats in multiset mode), with its support count.
 Pattern = tuple[int, ...]
@@ -83,8 +84,10 @@ def frequent_itemsets(transactions: list[list[tuple[int, int]]], min_count: int,
     rows = [r for r, items in enumerate(transactions) for item in items if item in column_of]
     cols = [column_of[item] for items in transactions for item in items if item in column_of]
     matrix = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(transactions), len(columns)))
+    # imported at use: the rest of Mirage (and every --help) works without the [graph] extra
+    pd = require_extra("pandas", "graph")
+    fpgrowth = require_extra("mlxtend.frequent_patterns", "graph").fpgrowth
     frame = pd.DataFrame.sparse.from_spmatrix(matrix, columns=range(len(columns)))
-    from mlxtend.frequent_patterns import fpgrowth
 
     n = len(transactions)
     # Support as a fraction; half a transaction below the count so float rounding cannot drop a set.

@@ -17,9 +17,12 @@ do shape the tree ids the miner works on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
+
+from distillcore.checks import check_choice, check_range
 from torch_geometric.nn import GATConv, GCNConv, GINConv, global_mean_pool
 
 MODELS = ("gcn", "gin", "gat")
@@ -29,14 +32,25 @@ MODELS = ("gcn", "gin", "gat")
 class ModelConfig:
     """Architecture of the GNN classifier."""
 
-    model: str = "gin"
-    hidden: int = 64
+    model: Literal["gcn", "gin", "gat"] = "gin"  # GNN layer type (MODELS)
+    hidden: int = 64  # hidden width
     num_layers: int = 2  # <= the tree depth, so training trees carry all the information a layer uses
     heads: int = 4  # GAT attention heads (hidden is split across them)
     dropout: float = 0.0
     # Linear head after the mean readout: a graph's logits are then the mean of its roots' logits,
     # the same function of a bag of trees whether it is a small pattern or a whole graph.
     linear_head: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first field outside its range."""
+        check_choice(self.model, "model", MODELS)
+        check_range(self.hidden, "hidden", 1, integer=True)
+        check_range(self.num_layers, "num_layers", 1, integer=True)
+        check_range(self.heads, "heads", 1, integer=True)
+        check_range(self.dropout, "dropout", 0, 1, high_open=True)
 
 
 @dataclass

@@ -2,10 +2,42 @@
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import hashlib
 from pathlib import Path
+from typing import Literal
 
-from graphdistill.vqgraph.config import ARCHITECTURES, SETTINGS, VQGraphConfig
+from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
+                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.serialization import write_json_atomic
+from distillcore.tracking import ScalarWriter
+from graphdistill.vqgraph.config import VQGraphConfig
+
+# short flags kept from earlier releases
+VQGRAPH_ALIASES = {"teacher.architecture": "--teacher", "teacher.codebook_size": "--codebook-size",
+                   "teacher.code_dim": "--code-dim", "split.train_per_class": "--train-per-class",
+                   "split.val_per_class": "--val-per-class", "split.train_fraction": "--train-fraction",
+                   "split.val_fraction": "--val-fraction"}
+
+
+@dataclasses.dataclass
+class VQGraphTrainCommand:
+    """`graphdistill vqgraph train` options outside the VQGraph config."""
+    # digits, karate or sbm (offline), or cora/citeseer/pubmed/computers/photo/ogbn-arxiv (needs --root)
+    dataset: str = "digits"
+    root: str | None = None  # folder holding the public data set's files (nothing is downloaded)
+    # your own graph instead of --dataset: a torch.save file of a dict of tensors {x, edge_index, y[, train_mask,
+    # val_mask, test_mask]}; for a PyG Data: torch.save(data.to_dict(), 'g.pt'). Its masks are used when present,
+    # else a random per-class split (--train-per-class ...)
+    graph: Path | None = None
+    # transductive, inductive (20% of test nodes and their edges held out) or production (same split, 0.8/0.2 score)
+    setting: Literal["transductive", "inductive", "production"] = "transductive"
+    public_split: bool = False  # use the data set's own train/val/test masks
+    students: str = "mlp,glnn,vqgraph"  # comma-separated students to train; the last one is saved as student.pt
+    seed: int = 0  # seed of the split, initialisation and sampling
+    out: Path = Path("runs/vqgraph")  # output folder
+    resume: bool = False  # continue the unfinished run in OUT (checkpoints/)
+    overwrite: bool = False  # replace a run already in OUT (else this fails)
 
 
 def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
@@ -13,24 +45,13 @@ def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="vqgraph_command", metavar="ACTION")
 
     train = sub.add_parser("train", help="train teacher + students on a node-classification graph and save the student",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--dataset", default="digits",
-                       help="digits, karate or sbm (offline), or cora/citeseer/pubmed/computers/photo/ogbn-arxiv (needs --root)")
-    train.add_argument("--root", default=None, help="folder holding the public data set's files (nothing is downloaded)")
-    train.add_argument("--setting", choices=SETTINGS, default="transductive",
-                       help="transductive, inductive (20%% of test nodes and their edges held out) or production (same split, 0.8/0.2 score)")
-    train.add_argument("--public-split", action="store_true", help="use the data set's own train/val/test masks")
-    train.add_argument("--teacher", choices=ARCHITECTURES, default=None, help="teacher GNN; unset keeps the config value (sage)")
-    train.add_argument("--codebook-size", type=int, default=None, help="number of codes K; unset keeps the config value (256)")
-    train.add_argument("--code-dim", type=int, default=None, help="code dimension; unset keeps the config value (64)")
-    train.add_argument("--students", default="mlp,glnn,vqgraph",
-                       help="comma-separated students to train; the last one is saved as student.pt")
-    train.add_argument("--config", type=Path, default=None,
-                       help="JSON file with any VQGraphConfig fields (teacher, student, distill, teacher_train, student_train, split)")
-    train.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and sampling")
-    train.add_argument("--out", type=Path, default=Path("runs/vqgraph"),
-                       help="output folder: student.pt, student.ts (TorchScript), metrics.json, config.json; checkpoints/ while training")
-    train.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+                           description="Train a GNN teacher + codebook and distil it into MLP students; writes OUT/"
+                                       "student.pt, student.ts (TorchScript), metrics.json and config.json (the "
+                                       "resolved config: pass it back with --config); checkpoints/ while training.")
+    add_config_file_arguments(train)
+    add_config_arguments(train, VQGraphTrainCommand, group_title="command")
+    add_config_arguments(train, VQGraphConfig, group_title="VQGraph config (VQGraphConfig)", aliases=VQGRAPH_ALIASES)
+    add_run_options(train)
     train.set_defaults(func=_train)
 
     export = sub.add_parser("export", help="export a saved student to TorchScript (features [N, F] -> logits [N, C])")
@@ -42,32 +63,68 @@ def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    run_options = apply_run_options(args)
+    command = config_from_args(VQGraphTrainCommand, args)
+    for f in dataclasses.fields(command):  # the command's resolved values, where the run code reads them
+        setattr(args, f.name, getattr(command, f.name))
+    args.no_progress, args.command_config = not run_options.progress, command
+    config = config_from_args(VQGraphConfig, args)
+    students = tuple(s.strip() for s in args.students.split(",") if s.strip())
+    with _run_folder(args, config, students) as run:
+        if run.resumed and (run.previous or {}).get("status") == "complete":
+            print(f"{args.out}: already complete (nothing to do)")
+            return 0
+        return _train_run(args, config, students, run)
+
+
+def _run_folder(args, config: VQGraphConfig, students: tuple[str, ...]):
+    """``--out`` guarded before any work (distillcore.runs: writable, locked, an existing run resumed only
+    with --resume and the same inputs, replaced only with --overwrite)."""
+    from distillcore.runs import HashConfig, RunDirectory, run_fingerprint, scene_content_hash
+
+    sampled = HashConfig(full_bytes=64 << 10, sample_bytes=4 << 10)  # public data sets can be large
+    data = (hashlib.sha256(args.graph.read_bytes()).hexdigest() if args.graph is not None and args.graph.is_file()
+            else scene_content_hash(args.root, sampled) if args.root else None)
+    fingerprint = run_fingerprint(config=config.to_dict(), dataset=str(args.graph or args.dataset), data=data,
+                                  setting=args.setting, seed=args.seed, students=list(students),
+                                  public_split=args.public_split)
+    return RunDirectory(args.out, fingerprint=fingerprint, resume=args.resume, overwrite=args.overwrite,
+                        markers=("student.pt", "metrics.json", "checkpoints"),
+                        outputs=("student.ts", "config.json"))
+
+
+def _train_run(args, config: VQGraphConfig, students: tuple[str, ...], run) -> int:
     from graphdistill.data.node import load_node_dataset
     from graphdistill.vqgraph.pipeline import run_experiment
 
-    config = VQGraphConfig.from_dict(json.loads(args.config.read_text())) if args.config else VQGraphConfig()
-    if args.teacher:
-        config.teacher.architecture = args.teacher
-    if args.codebook_size:
-        config.teacher.codebook_size = args.codebook_size
-    if args.code_dim:
-        config.teacher.code_dim = args.code_dim
-    students = tuple(s.strip() for s in args.students.split(",") if s.strip())
-    data = load_node_dataset(args.dataset, args.root, seed=args.seed)
+    if args.graph is not None:
+        from graphdistill.data.node import load_node_graph_file
+
+        data, dataset = load_node_graph_file(args.graph), str(args.graph)
+    else:
+        data, dataset = load_node_dataset(args.dataset, args.root, seed=args.seed), args.dataset
     args.out.mkdir(parents=True, exist_ok=True)
-    result = run_experiment(data, args.setting, config, args.seed, students=students, public_split=args.public_split,
+    # a user's graph brings its own masks when it has them; the built-in sets need --public-split
+    public = True if args.public_split else (None if args.graph is not None else False)
+    result = run_experiment(data, args.setting, config, args.seed, students=students, public_split=public,
                             checkpoint_dir=args.out / "checkpoints", progress=not args.no_progress)
-    metrics = {"dataset": args.dataset, "setting": args.setting, "seed": args.seed, "accuracy": result.accuracy,
+    metrics = {"dataset": dataset, "setting": args.setting, "seed": args.seed, "accuracy": result.accuracy,
                "codebook": result.codebook, "best_epochs": result.best_epochs, "isolated_nodes": result.isolated_nodes}
-    (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    saved = {k: v for k, v in to_dict(args.command_config).items() if k not in ("out", "resume", "overwrite")}
+    save_resolved_config({**saved, **config.to_dict()}, args.out)
+    write_json_atomic(args.out / "metrics.json", metrics)
+    with ScalarWriter(args.out / "tb") as tb:  # codebook usage and accuracies, when tensorboard is installed
+        tb.add_scalars(result.codebook, 0, prefix="codebook/")
+        for method, scores in result.accuracy.items():
+            tb.add_scalars(scores, 0, prefix=f"accuracy/{method}/")
     if students:
         saved = result.students[students[-1]]
-        saved.save(args.out / "student.pt", extra={"mode": students[-1], "dataset": args.dataset, **metrics["accuracy"][students[-1]]})
+        saved.save(args.out / "student.pt", extra={"mode": students[-1], "dataset": dataset, **metrics["accuracy"][students[-1]]})
         saved.export_torchscript(args.out / "student.ts")
     for method, scores in result.accuracy.items():
         print(f"{method:8s} " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     print(f"codebook: {result.codebook['codes_used']} codes used, perplexity {result.codebook['perplexity']:.1f}")
+    run.complete()
     print(f"wrote {args.out}/")
     return 0
 

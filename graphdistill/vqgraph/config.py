@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Literal
 
+from distillcore.checks import check_choice, check_range
+
 Architecture = Literal["gcn", "sage", "gat"]
 Setting = Literal["transductive", "inductive", "production"]
 SETTINGS = ("transductive", "inductive", "production")
@@ -42,6 +44,22 @@ class TeacherConfig:
     # Positive edges scored per step at most (a random subset on large graphs keeps the step O(batch)).
     max_recon_edges: int = 65536
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_choice(self.architecture, "teacher.architecture", ARCHITECTURES)
+        for name in ("hidden_dim", "gat_heads", "codebook_size", "code_dim", "max_recon_edges"):
+            check_range(getattr(self, name), f"teacher.{name}", 1, integer=True)
+        # encoder layers before the codebook + the classifying layer after it
+        check_range(self.num_layers, "teacher.num_layers", 2, integer=True)
+        check_range(self.dropout, "teacher.dropout", 0, 1, high_open=True)
+        check_choice(self.similarity, "teacher.similarity", ("cosine", "l2"))
+        for name in ("commitment_weight", "node_recon_weight", "edge_recon_weight", "negatives_per_edge",
+                     "dead_code_threshold"):
+            check_range(getattr(self, name), f"teacher.{name}", 0)
+        check_range(self.ema_decay, "teacher.ema_decay", 0, 1, high_open=True)
+
 
 @dataclass
 class StudentConfig:
@@ -51,6 +69,15 @@ class StudentConfig:
     num_layers: int = 2
     dropout: float = 0.3
     norm: Literal["none", "batch", "layer"] = "none"
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_range(self.hidden_dim, "student.hidden_dim", 1, integer=True)
+        check_range(self.num_layers, "student.num_layers", 2, integer=True)  # a hidden layer feeds the code head
+        check_range(self.dropout, "student.dropout", 0, 1, high_open=True)
+        check_choice(self.norm, "student.norm", ("none", "batch", "layer"))
 
 
 @dataclass
@@ -66,6 +93,15 @@ class DistillConfig:
     temperature: float = 1.0
     code_tau: float = 0.1
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("ce_weight", "soft_label_weight", "code_weight"):
+            check_range(getattr(self, name), f"distill.{name}", 0)
+        check_range(self.temperature, "distill.temperature", 0, low_open=True)
+        check_range(self.code_tau, "distill.code_tau", 0, low_open=True)
+
 
 @dataclass
 class TrainConfig:
@@ -79,14 +115,47 @@ class TrainConfig:
     batch_size: int = 4096
     checkpoint_every: int = 25
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self, prefix: str = "train") -> None:
+        for name in ("epochs", "eval_every", "batch_size", "checkpoint_every"):
+            check_range(getattr(self, name), f"{prefix}.{name}", 1, integer=True)
+        check_range(self.lr, f"{prefix}.lr", 0, low_open=True)
+        check_range(self.weight_decay, f"{prefix}.weight_decay", 0)
+        check_range(self.patience, f"{prefix}.patience", 1, integer=True)
+
 
 @dataclass
 class SplitConfig:
-    """Random per-class split (labels are scarce, as in GLNN/VQGraph); inductive hold-out fraction."""
+    """Random per-class split (labels are scarce, as in GLNN/VQGraph); inductive hold-out fraction.
+
+    Used when the graph has no ``train_mask`` / ``val_mask`` / ``test_mask`` (or they are not asked for).
+    Per class: ``train_per_class`` and ``val_per_class`` nodes, or, when ``train_fraction`` and
+    ``val_fraction`` are set, those shares of the class (at least one node each); the rest is test.
+    """
 
     train_per_class: int = 20
     val_per_class: int = 30
+    train_fraction: float | None = None  # share of each class for training (replaces train_per_class)
+    val_fraction: float | None = None  # share of each class for validation (replaces val_per_class)
     inductive_fraction: float = 0.2
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_range(self.train_per_class, "split.train_per_class", 1, integer=True)
+        check_range(self.val_per_class, "split.val_per_class", 1, integer=True)
+        if (self.train_fraction is None) != (self.val_fraction is None):
+            raise ValueError("split.train_fraction and split.val_fraction must be set together (or neither)")
+        if self.train_fraction is not None:
+            check_range(self.train_fraction, "split.train_fraction", 0, 1, low_open=True, high_open=True)
+            check_range(self.val_fraction, "split.val_fraction", 0, 1, low_open=True, high_open=True)
+            if self.train_fraction + self.val_fraction >= 1:
+                raise ValueError(f"split.train_fraction + split.val_fraction must be < 1 (the rest is test), got "
+                                 f"{self.train_fraction + self.val_fraction}")
+        check_range(self.inductive_fraction, "split.inductive_fraction", 0, 1, low_open=True, high_open=True)
 
 
 @dataclass
@@ -97,6 +166,18 @@ class VQGraphConfig:
     teacher_train: TrainConfig = field(default_factory=TrainConfig)
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.005, weight_decay=1e-4))
     split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks every nested config (fields set after construction are caught here; the pipeline calls it)."""
+        self.teacher.validate()
+        self.student.validate()
+        self.distill.validate()
+        self.teacher_train.validate("teacher_train")
+        self.student_train.validate("student_train")
+        self.split.validate()
 
     def to_dict(self) -> dict:
         return asdict(self)

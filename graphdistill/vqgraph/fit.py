@@ -18,7 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from graphdistill.vqgraph.config import TrainConfig
-from graphdistill.vqgraph.checkpoint import atomic_save
+from distillcore.determinism import deterministic_algorithms
+from distillcore.divergence import check_finite
+from distillcore.serialization import load_state, save_atomic
 
 
 @dataclass
@@ -51,7 +53,7 @@ def fit(
     history: list[dict] = []
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_state(path, what="training checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         best_key, best_state, best_epoch = tuple(state["best_key"]), state["best_state"], state["best_epoch"]
@@ -61,7 +63,10 @@ def fit(
 
     bar = tqdm(range(start, config.epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
-        loss = train_step()
+        with deterministic_algorithms():  # a fixed seed repeats bit for bit (see distillcore.determinism)
+            loss = train_step()
+        check_finite(epoch, loss, checkpoint=path,
+                     hint="lower the learning rate (--teacher-train.lr / --student-train.lr)")
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             val_acc, val_loss = evaluate()
             history.append({"epoch": epoch, "loss": loss, "val_acc": val_acc, "val_loss": val_loss})
@@ -75,7 +80,7 @@ def fit(
             if stale >= config.patience:
                 break
         if path is not None and epoch % config.checkpoint_every == 0:
-            atomic_save({
+            save_atomic({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "best_key": best_key,
                 "best_state": best_state, "best_epoch": best_epoch, "stale": stale, "epoch": epoch,
                 "history": history, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data
 
-from graphdistill.data.node import count_isolated, validate_node_graph
+from graphdistill.data.node import as_node_graph, count_isolated
 from graphdistill.vqgraph.config import VQGraphConfig
 from graphdistill.vqgraph.splits import make_split, observed_graph, production_score, to_observed_ids
 from graphdistill.vqgraph.student import MLPStudent
@@ -38,18 +38,29 @@ class ExperimentResult:
 
 
 def run_experiment(
-    data: Data,
+    data: Data | dict,
     setting: str,
     config: VQGraphConfig,
     seed: int = 0,
     *,
     students: tuple[str, ...] = STUDENT_MODES,
-    public_split: bool = False,
+    public_split: bool | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> ExperimentResult:
-    """Trains the teacher and the requested students in ``setting`` and scores them (module docstring)."""
-    validate_node_graph(data)
+    """Trains the teacher and the requested students in ``setting`` and scores them (module docstring).
+
+    Args:
+        data: any node-classification graph: a PyG ``Data(x, edge_index, y)`` or a dict of those
+            tensors (checked by :func:`graphdistill.data.node.as_node_graph`; ``num_classes``
+            defaults to ``max(y) + 1``).
+        public_split: True: the graph's ``train_mask`` / ``val_mask`` / ``test_mask``; False: a random
+            per-class split of sizes ``config.split``; None: the masks when the graph has them.
+    Shapes:
+        x [N, F] float, edge_index [2, E] int64 in [0, N), y [N] int64.
+    """
+    data = as_node_graph(data)
+    config.validate()  # fields set after construction bypass __post_init__
     split = make_split(data, setting, config.split, seed, public=public_split)
     x_obs, edge_obs = observed_graph(data, split)
     y_obs = data.y[split.observed]

@@ -2,21 +2,35 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from distillcore.config_cli import add_config_arguments, add_config_file_arguments, config_from_args
+from distillcore.serialization import load_state
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """`graphdistill predict` options."""
+    batch_size: int = 65536  # rows classified per forward pass
+    # write predictions here (.npy: class ids; .csv: id,class,probabilities); default: print class ids
+    out: Path | None = None
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+
 
 def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, help=help, description=help,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = subparsers.add_parser(name, help=help, description=help)
     parser.add_argument("--student", type=Path, required=True, help="student.pt written by `graphdistill vqgraph train`")
     parser.add_argument("--features", type=Path, required=True,
                         help="node features [N, F]: .npy, .pt (a tensor) or .csv (comma-separated, no header)")
-    parser.add_argument("--batch-size", type=int, default=65536, help="rows classified per forward pass")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write predictions here (.npy: class ids; .csv: id,class,probabilities); default: print class ids")
+    add_config_file_arguments(parser)
+    add_config_arguments(parser, PredictConfig, group_title="predict config (PredictConfig)")
     parser.set_defaults(func=_predict)
     return parser
 
@@ -29,7 +43,7 @@ def read_features(path: Path) -> torch.Tensor:
     if suffix == ".npy":
         array = np.load(path)
     elif suffix == ".pt":
-        array = torch.load(path, map_location="cpu", weights_only=True)
+        array = load_state(path, what="feature file")
     elif suffix == ".csv":
         array = np.loadtxt(path, delimiter=",", ndmin=2)
     else:
@@ -40,6 +54,8 @@ def read_features(path: Path) -> torch.Tensor:
 def _predict(args) -> int:
     from graphdistill.vqgraph.student import MLPStudent
 
+    cfg = config_from_args(PredictConfig, args)
+    args.batch_size, args.out = cfg.batch_size, cfg.out
     student = MLPStudent.load(args.student)
     labels, probs = student.predict(read_features(args.features), batch_size=args.batch_size)
     if args.out is None:

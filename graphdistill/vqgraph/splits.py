@@ -36,34 +36,45 @@ class NodeSplit:
 
 def random_class_split(y: Tensor, num_classes: int, config: SplitConfig, generator: torch.Generator
                        ) -> tuple[Tensor, Tensor, Tensor]:
-    """``train_per_class`` and ``val_per_class`` random nodes of each class; the rest is test."""
+    """``train_per_class`` and ``val_per_class`` random nodes of each class (or the shares
+    ``train_fraction`` / ``val_fraction`` of it, at least one node each); the rest is test.
+    Classes without nodes are skipped."""
     check_tensor(y, "y", ndim=1, dtype=torch.long)
     train, val, test = [], [], []
     for c in range(num_classes):
         members = (y == c).nonzero().view(-1)
-        need = config.train_per_class + config.val_per_class
+        if members.numel() == 0:
+            continue
+        if config.train_fraction is not None:
+            num_train = max(1, round(config.train_fraction * members.numel()))
+            num_val = max(1, round(config.val_fraction * members.numel()))
+            what = "train_fraction and val_fraction leave no test node"
+        else:
+            num_train, num_val = config.train_per_class, config.val_per_class
+            what = f"fewer than train_per_class + val_per_class + 1 = {num_train + num_val + 1}"
+        need = num_train + num_val
         if members.numel() <= need:
-            raise ValueError(
-                f"class {c} has {members.numel()} nodes, fewer than train_per_class + val_per_class + 1 "
-                f"= {need + 1}; lower the per-class counts"
-            )
+            raise ValueError(f"class {c} has {members.numel()} nodes, {what}; lower the split sizes")
         members = members[torch.randperm(members.numel(), generator=generator)]
-        train.append(members[: config.train_per_class])
-        val.append(members[config.train_per_class: need])
+        train.append(members[:num_train])
+        val.append(members[num_train:need])
         test.append(members[need:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values, torch.cat(test).sort().values
 
 
-def make_split(data: Data, setting: str, config: SplitConfig, seed: int, *, public: bool = False) -> NodeSplit:
+def make_split(data: Data, setting: str, config: SplitConfig, seed: int, *, public: bool | None = False) -> NodeSplit:
     """Builds the split of ``setting`` (see module docstring).
 
     Args:
         public: use the data set's own ``train_mask`` / ``val_mask`` / ``test_mask`` (Planetoid,
-            ogbn-arxiv) instead of a random per-class split.
+            ogbn-arxiv, a user's graph) instead of a random per-class split; None: the masks when the
+            graph has them.
     """
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     generator = torch.Generator().manual_seed(seed)
+    if public is None:
+        public = all(getattr(data, key, None) is not None for key in ("train_mask", "val_mask", "test_mask"))
     if public:
         if getattr(data, "train_mask", None) is None:
             raise ValueError("public=True but the data set has no train_mask/val_mask/test_mask")

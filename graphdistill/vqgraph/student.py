@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distillcore.checks import check_positive, check_tensor
-from graphdistill.vqgraph.checkpoint import atomic_save, atomic_write
+from distillcore.serialization import atomic_write, load_state, save_atomic
 from graphdistill.vqgraph.config import StudentConfig
 
 CHECKPOINT_FORMAT = "distillkit.vqgraph.mlp_student/1"
@@ -79,7 +78,7 @@ class MLPStudent(nn.Module):
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Writes config + weights atomically; ``extra`` (e.g. metrics) is stored alongside."""
-        atomic_save({
+        save_atomic({
             "format": CHECKPOINT_FORMAT,
             "in_dim": self.in_dim,
             "num_classes": self.num_classes,
@@ -91,10 +90,7 @@ class MLPStudent(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MLPStudent":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved student at {path}")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_state(path, what="saved MLP student")
         if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a saved MLP student (expected format {CHECKPOINT_FORMAT})")
         student = cls(blob["in_dim"], blob["num_classes"], StudentConfig(**blob["config"]), blob["code_dim"])

@@ -133,19 +133,19 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     ckpt = tmp_path / "student.ckpt"
     import graphdistill.vqgraph.fit as fit_module
 
-    original = fit_module.atomic_save
+    original = fit_module.save_atomic
 
     def save_then_crash(obj, path):  # the process dies right after the first checkpoint (epoch 5)
         original(obj, path)
         raise KeyboardInterrupt
 
-    fit_module.atomic_save = save_then_crash
+    fit_module.save_atomic = save_then_crash
     try:
         with pytest.raises(KeyboardInterrupt):
             train_student(x, y, train, val, 3, "mlp", StudentConfig(hidden_dim=16), DistillConfig(), cfg,
                           checkpoint=ckpt, progress=False)
     finally:
-        fit_module.atomic_save = original
+        fit_module.save_atomic = original
     assert ckpt.exists()
     resumed, _ = train_student(x, y, train, val, 3, "mlp", StudentConfig(hidden_dim=16), DistillConfig(), cfg,
                                checkpoint=ckpt, progress=False)

@@ -60,14 +60,16 @@ void rasterize_forward(const RasterDims& dims, const BlendParams<scalar_t>& para
                        scalar_t* render, scalar_t* transmittance, int32_t* last_ids);
 
 // Accumulates (+=) into zero-initialised v_means2d [C,N,2], v_conics [C,N,3], v_colors [C,N,D],
-// v_opacities [C,N]. v_render [C,H,W,D], v_alpha [C,H,W] (alpha = 1 - T).
+// v_opacities [C,N]. v_render [C,H,W,D], v_alpha [C,H,W] (alpha = 1 - T). `deterministic`: add each
+// Gaussian's per-tile gradients in tile order (bitwise reproducible, any thread count) instead of with
+// atomics in thread order.
 template <typename scalar_t>
 void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
                         const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
                         const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
                         const scalar_t* transmittance, const int32_t* last_ids, const scalar_t* v_render,
                         const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
-                        scalar_t* v_opacities);
+                        scalar_t* v_opacities, bool deterministic);
 
 }  // namespace cpu
 }  // namespace distill3d

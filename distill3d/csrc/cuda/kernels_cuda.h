@@ -47,13 +47,26 @@ void rasterize_forward(const RasterDims& dims, const BlendParams<scalar_t>& para
                        const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
                        scalar_t* render, scalar_t* transmittance, int32_t* last_ids, cudaStream_t stream);
 
+// Buffers of the deterministic backward (all null: the atomic one). The caller allocates them.
+template <typename scalar_t>
+struct DeterministicRows {
+    scalar_t* isect_rows = nullptr;   // [M, backward_row_width(D)], zero-initialised
+    const int64_t* order = nullptr;   // [M] intersection indices sorted stably by flatten id
+    const int64_t* starts = nullptr;  // [C * N + 1]: first position in `order` of each flatten id, then M
+};
+
+// Values per intersection row of the deterministic backward for D = `channels`.
+int64_t backward_row_width(int64_t channels);
+
+// Accumulates into zero-initialised gradients (shapes as on the CPU). With `rows` set, each Gaussian's
+// per-tile gradients are summed in a fixed order (bitwise reproducible) instead of with atomics.
 template <typename scalar_t>
 void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& params, const scalar_t* means2d,
                         const scalar_t* conics, const scalar_t* colors, const scalar_t* opacities,
                         const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
                         const scalar_t* transmittance, const int32_t* last_ids, const scalar_t* v_render,
                         const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
-                        scalar_t* v_opacities, cudaStream_t stream);
+                        scalar_t* v_opacities, const DeterministicRows<scalar_t>& rows, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace distill3d

@@ -32,10 +32,23 @@ void with_channel_chunk(int64_t channels, Launch&& launch) {
         launch(std::integral_constant<int, 32>{});
 }
 
+D3_HD int64_t channel_chunks(int64_t channels, int chunk) {
+    return channels == 0 ? 1 : (channels + chunk - 1) / chunk;
+}
+
 inline dim3 chunked_tile_grid(const RasterDims& dims, int chunk) {
     const int64_t num_tiles = dims.cameras * dims.tile_width * dims.tile_height;
-    const int64_t chunks = dims.channels == 0 ? 1 : (dims.channels + chunk - 1) / chunk;
-    return dim3{unsigned(num_tiles), unsigned(chunks)};
+    return dim3{unsigned(num_tiles), unsigned(channel_chunks(dims.channels, chunk))};
+}
+
+// Backward gradients per (Gaussian, tile, channel chunk) besides the colours: dL/dmean2d (x, y),
+// dL/dconic (a, b, c), dL/dopacity.
+constexpr int kGeometryGrads = 6;
+
+// Values per intersection row of the deterministic backward: the geometry gradients of every channel
+// chunk, then the D colour gradients.
+D3_HD int64_t backward_row_width(int64_t channels, int chunk) {
+    return kGeometryGrads * channel_chunks(channels, chunk) + channels;
 }
 
 // Shared-memory batch of Gaussians: flatten id, mean (x, y), conic (a, b, c), opacity.

@@ -155,3 +155,94 @@ def test_bad_colmap_input(tmp_path):
     (root / "sparse" / "0" / "images.bin").write_bytes((root / "sparse" / "0" / "images.bin").read_bytes()[:40])
     with pytest.raises(ValueError, match="truncated"):
         read_colmap_model(root / "sparse" / "0")
+
+
+# ---- train / test split and images_N folders of a COLMAP scene (distill3d.data.splits) ---------------
+def rendered_colmap_scene(root, num_views=10, size=32):
+    """A COLMAP text model of ``num_views`` ring cameras around random Gaussians, with the rendered photos
+    in ``images/`` (full size) and ``images_2/`` (2 x 2 area-averaged), names img_00 ... sorted = index order."""
+    import math
+
+    from distill3d.data.cameras import intrinsics_from_fov, look_at_opengl, opengl_to_viewmat
+    from distill3d.render import rasterize
+
+    g = torch.Generator().manual_seed(0)
+    means = (torch.rand(60, 3, generator=g) * 2 - 1) * 0.6
+    angles = torch.arange(num_views, dtype=torch.float64) * (2 * math.pi / num_views)
+    eyes = torch.stack([3 * angles.cos(), 3 * angles.sin(), torch.ones_like(angles)], 1)
+    viewmats = opengl_to_viewmat(look_at_opengl(eyes, torch.zeros(3, dtype=torch.float64),
+                                                torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)))
+    K = intrinsics_from_fov(math.radians(50), size, size)
+    rgb, _, _, _ = rasterize(means, torch.randn(60, 4, generator=g), torch.rand(60, 3, generator=g) * 0.15 + 0.08,
+                             torch.full((60,), 0.9), torch.rand(60, 3, generator=g), viewmats.float(),
+                             K.float().expand(num_views, 3, 3), size, size, backend="torch")
+    images = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+    halves = torch.nn.functional.avg_pool2d(images.permute(0, 3, 1, 2).float(), 2).round().to(torch.uint8).permute(0, 2, 3, 1)
+    sparse = root / "sparse" / "0"
+    sparse.mkdir(parents=True)
+    (sparse / "cameras.txt").write_text(f"1 PINHOLE {size} {size} {float(K[0, 0])!r} {float(K[1, 1])!r} {float(K[0, 2])!r} {float(K[1, 2])!r}\n")
+    lines = []
+    names = [f"img_{i:02d}.png" for i in range(num_views)]
+    for i, name in enumerate(names):
+        q = np.roll(Rotation.from_matrix(viewmats[i, :3, :3].numpy()).as_quat(), 1)  # (w, x, y, z)
+        lines += [f"{i + 1} " + " ".join(repr(float(v)) for v in [*q, *viewmats[i, :3, 3].tolist()]) + f" 1 {name}", ""]
+    (sparse / "images.txt").write_text("\n".join(lines) + "\n")
+    (sparse / "points3D.txt").write_text("".join(f"{j + 1} {p[0]} {p[1]} {p[2]} 128 128 128 0.5\n"
+                                                 for j, p in enumerate(means.tolist())))
+    for folder, stack in (("images", images), ("images_2", halves)):
+        (root / folder).mkdir()
+        for name, image in zip(names, stack):
+            iio.imwrite(root / folder / name, image.numpy())
+    return root, names, K.float()
+
+
+def test_colmap_scene_has_an_every_8th_test_split(tmp_path):
+    from distill3d.data.splits import load_scene_splits
+
+    root, names, _ = rendered_colmap_scene(tmp_path / "scene")
+    splits = load_scene_splits(root)
+    assert splits.test.names == ["img_00.png", "img_08.png"]  # index % 8 == 0 of the name-sorted images
+    assert splits.train.names == [n for i, n in enumerate(names) if i % 8]
+    assert not set(splits.train.names) & set(splits.test.names)
+    assert sorted(splits.train.names + splits.test.names) == names
+    # the views keep their own cameras: the test split's first viewmat is image 0's
+    assert torch.equal(splits.test.viewmats[1], load_colmap(root, "all").viewmats[8])
+    every3 = load_scene_splits(root, test_every=3)
+    assert every3.test.names == ["img_00.png", "img_03.png", "img_06.png", "img_09.png"] and every3.train.num_views == 6
+    everything = load_scene_splits(root, test_every=0)
+    assert everything.test is None and everything.train.names == names
+    with pytest.raises(ValueError, match="test_every must be >= 0"):
+        load_scene_splits(root, test_every=-1)
+
+
+def test_images_n_folders_and_their_intrinsics(tmp_path):
+    from distill3d.data.splits import load_scene_splits
+
+    root, _, K = rendered_colmap_scene(tmp_path / "scene")
+    half = load_scene_splits(root, downsample=2)  # images_2 exists: read it, nothing left to reduce
+    assert (half.images, half.downsample, half.train.width, half.test.height) == ("images_2", 1, 16, 16)
+    expected = K.clone()
+    expected[:2] /= 2  # K' = diag(1/2, 1/2, 1) K for pixel centres at +0.5
+    torch.testing.assert_close(half.train.Ks[0], expected)
+    full = load_scene_splits(root, images="images", downsample=2)  # an explicit folder, the factor left to apply
+    assert (full.images, full.downsample, full.train.width) == ("images", 2, 32)
+    assert load_scene_splits(root, images="images_2").train.width == 16
+    assert load_scene_splits(root, downsample=4).images == "images"  # no images_4: the caller reduces 4 x
+    with pytest.raises(FileNotFoundError, match="images_8.*found: \\['images', 'images_2'\\]"):
+        load_scene_splits(root, images="images_8")
+
+
+def test_train_field_on_colmap_evaluates_on_the_test_split(tmp_path):
+    from distill3d.fields.config import TrainConfig
+    from distill3d.fields.pipeline import train_field
+    from distill3d.inverse.pipeline import load_splits
+
+    root, _, _ = rendered_colmap_scene(tmp_path / "scene")
+    config = TrainConfig(steps=30, sh_degree=0, eval_every=0, checkpoint_every=0, backend="torch")
+    config.densify.enabled = False
+    trainer, metrics = train_field(root, config, tmp_path / "run", plain=True, progress=False, downscale=2)
+    assert trainer.test_scene.names == ["img_00.png", "img_08.png"] and trainer.train_scene.num_views == 8
+    assert trainer.train_scene.width == 16  # read from images_2
+    assert metrics["psnr"] > 10 and 0 < metrics["ssim"] <= 1  # evaluated on the held-out views
+    train, test = load_splits(root, 2)  # PRD reads the same split
+    assert test.names == ["img_00.png", "img_08.png"] and train.width == 16

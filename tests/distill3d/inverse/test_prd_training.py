@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import sized
 
-from distill3d.fields.checkpoint import save_atomic
+from distillcore.serialization import save_atomic
 from distill3d.gaussians import Gaussians
 from distill3d.inverse.config import PRDConfig, StageConfig
 from distill3d.inverse.model import PRDModel
@@ -78,12 +78,16 @@ def test_bad_input(scene, tmp_path):
     import dataclasses
 
     no_masks = dataclasses.replace(train, alphas=None)
-    with pytest.raises(ValueError, match="need object masks"):
-        PRDTrainer(no_masks, tiny_config(5, (1, 1, 1)), tmp_path)
+    config = tiny_config(5, (1, 1, 1))
+    config.masks.source = "alpha"  # a scene without masks gets them from opacity or loses the terms (masks.source)
+    with pytest.raises(ValueError, match="masks.source must be"):
+        PRDTrainer(no_masks, config, tmp_path)
     config = tiny_config(5, (1, 1, 1))
     config.stages = [StageConfig("light only", 1, ("light",))]
     PRDTrainer(no_masks, config, tmp_path)  # a stage without mask terms runs on a scene without masks
-    config.stages = [StageConfig("bad", 1, ("lighting",))]
+    with pytest.raises(ValueError, match="unknown parameter groups"):
+        StageConfig("bad", 1, ("lighting",))  # refused where it is defined
+    config.stages[0].groups = ("lighting",)  # and when set afterwards, when training starts
     with pytest.raises(ValueError, match="unknown parameter groups"):
         PRDTrainer(train, config, tmp_path)
     config.stages = []
@@ -133,5 +137,5 @@ def test_cli_relight(scene, tmp_path, capsys):
     assert main(["inverse", "relight", str(run), "--env", "relight"]) == 0
     out = capsys.readouterr().out
     assert "relit_psnr" in out and len(list((run / "relit").glob("*.png"))) == 8
-    with pytest.raises(SystemExit, match="not a PRD run"):
+    with pytest.raises(ValueError, match="not a PRD run"):  # one `error:` line and exit 2 from the console
         main(["inverse", "relight", str(tmp_path), "--env", "relight"])

@@ -34,7 +34,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, tiny_scans, 
     monkeypatch.setattr(train_mod, "augment", crashing_augment)
     with pytest.raises(KeyboardInterrupt):
         train_detector(build_detector("pillars", 2, 0.25), tiny_scans, cfg, tmp_path / "b.pt", progress=False)
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 2
     monkeypatch.setattr(train_mod, "augment", real_augment)
     resumed = train_detector(build_detector("pillars", 2, 0.25), tiny_scans, cfg, tmp_path / "b.pt", progress=False)
     for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):

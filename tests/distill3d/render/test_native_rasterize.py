@@ -246,3 +246,49 @@ def test_isect_rejects_bad_input():
         native.isect_tiles_native(means2d, radii, depths[:, :3], TILE, 3, 3)
     with pytest.raises(ValueError, match="tile_size"):
         native.isect_tiles_native(means2d, radii, depths, 0, 3, 3)
+
+
+def native_gradients(inputs, width, height, tile_size, offsets, flatten_ids, deterministic, threads):
+    """Gradients of one fixed random loss through the native compositing, on `threads` OpenMP threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        leaves = [t.detach().clone().requires_grad_() for t in inputs]
+        render, alpha = native.rasterize_to_pixels_native(*leaves, width, height, tile_size, offsets, flatten_ids,
+                                                          deterministic=deterministic)
+        gen = torch.Generator().manual_seed(3)
+        ((render * torch.randn(render.shape, generator=gen)).sum() + alpha.sum()).backward()
+    finally:
+        torch.set_num_threads(before)
+    return [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize("channels, tile_size, size", [(16, TILE, 96), (128, 2, 64)])
+def test_deterministic_backward_is_bitwise_equal_for_any_thread_count(channels, tile_size, size):
+    # (16, TILE): one chunk; (128, 2): ~10^5 intersections of 134 values exceed the kernel's row buffer,
+    # so its chunk boundaries are crossed. Deterministic gradients are the single-threaded atomic ones.
+    means2d, conics, colors, opacities, radii, depths = splats_2d(C=2, N=400, D=channels, width=size, height=size)
+    tile_width, tile_height = tiles.tile_grid(size, size, tile_size)
+    _, isect_ids, flatten_ids = native.isect_tiles_native(means2d, radii, depths, tile_size, tile_width, tile_height)
+    offsets = native.isect_offset_encode_native(isect_ids, 2, tile_width, tile_height)
+    assert flatten_ids.numel() * tile_size ** 2 >= 1 << 16  # enough work for the kernel to use every thread
+    args = ((means2d, conics, colors, opacities), size, size, tile_size, offsets, flatten_ids)
+    serial = native_gradients(*args, deterministic=False, threads=1)
+    for threads in (1, 2, 3):
+        got = native_gradients(*args, deterministic=True, threads=threads)
+        for want, have in zip(serial, got):
+            assert torch.equal(want, have), f"{threads} threads"
+    atomic = native_gradients(*args, deterministic=False, threads=3)  # other summation order: close only
+    for want, have in zip(serial, atomic):
+        torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_deterministic_default_and_option():
+    assert native.deterministic_backward("cpu") and not native.deterministic_backward("cpu", False)
+    assert not native.deterministic_backward("cuda") and native.deterministic_backward("cuda", True)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert native.deterministic_backward("cuda")
+    finally:
+        torch.use_deterministic_algorithms(previous)

@@ -50,5 +50,9 @@ def test_bad_weights_raise():
         weighted_loader(graphs, torch.tensor([-1.0, 1.0]), 2, 4, torch.Generator())
     with pytest.raises(ValueError, match="need training and validation graphs"):
         train_gnn(graphs, None, [], [], FeatureSpec([2], 1), 2, ModelConfig(), TrainConfig())
-    with pytest.raises(ValueError, match="unknown model"):
-        train_gnn(graphs, None, graphs, [], FeatureSpec([2], 1), 2, ModelConfig(model="mlp"), TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="model must be one of 'gcn', 'gin', 'gat', got 'mlp'"):
+        ModelConfig(model="mlp")  # refused where it is defined
+    model_config = ModelConfig()
+    model_config.model = "mlp"  # and when set afterwards, when training starts
+    with pytest.raises(ValueError, match="model must be one of"):
+        train_gnn(graphs, None, graphs, [], FeatureSpec([2], 1), 2, model_config, TrainConfig(epochs=1))

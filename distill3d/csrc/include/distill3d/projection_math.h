@@ -7,7 +7,9 @@
 //   J = [[fx / tz, 0, -fx u / tz], [0, fy / tz, -fy v / tz]];   Sigma_2D = J Sigma_c J^T + eps2d I
 //   conic = (c, -b, a) / det,  compensation = sqrt(max(0, det(Sigma_2D - eps2d I) / det)),
 //   mean2d = (fx tx / tz + cx, fy ty / tz + cy),  radius = ceil(k sqrt(lambda_max(Sigma_2D)))
-// Culled (radius 0, outputs 0): tz not in (near, far), det <= 0, or the box mean2d +- radius off-screen.
+// Culled (radius 0, outputs 0): tz not in (near, far), det <= 0, a 2D variance a or c >= kMaxVariance2D
+// (a splat over 10^8 pixels wide: its det, conic and integer radius would overflow), or the box
+// mean2d +- radius off-screen.
 // Depths (tz) are not an output here: the caller takes them from torch, bitwise equal to the reference's,
 // because the tile sort keys hold their float bits.
 #pragma once
@@ -18,6 +20,11 @@
 #include "distill3d/common.h"
 
 namespace distill3d {
+
+// Largest 2D variance (pixels^2) of a splat that is rendered: det stays below 1e32 and the radius below
+// 3e8, both representable in float32 / int32. Compared as finite numbers, so -ffast-math keeps the test.
+// Must equal MAX_VARIANCE_2D in distill3d/render/projection.py.
+constexpr double kMaxVariance2D = 1e16;
 
 template <typename scalar_t>
 struct ProjectionParams {
@@ -92,7 +99,7 @@ struct ProjectedGaussian {
     scalar_t cov_cam[9];  // W Sigma W^T
     scalar_t a, b, c;     // Sigma_2D with the low-pass added to a and c
     scalar_t det_no_blur, det;
-    bool valid;  // in_depth and det > 0
+    bool valid;  // in_depth, det > 0 and a, c < kMaxVariance2D
 };
 
 // camera: viewmat [4, 4] row-major (world -> camera) and K [3, 3].
@@ -136,7 +143,7 @@ D3_HD void project_core(const scalar_t* viewmat, const scalar_t* K, const scalar
     g.a = c00 + p.eps2d;
     g.c = c11 + p.eps2d;
     g.det = g.a * g.c - g.b * g.b;
-    g.valid = g.in_depth & (g.det > scalar_t(0));
+    g.valid = g.in_depth & (g.det > scalar_t(0)) & (g.a < scalar_t(kMaxVariance2D)) & (g.c < scalar_t(kMaxVariance2D));
 }
 
 // Forward outputs of one pair; culled pairs get radius 0 and zero means2d / conic / compensation.
