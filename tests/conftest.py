@@ -11,6 +11,30 @@ import torch
 FULL = os.environ.get("DISTILLKIT_FULL") == "1"
 
 
+def shrunk_scene_copy(root, views: int = 3, shrink: int = 4):
+    """The first ``views`` training views of the bundled scene, area-reduced ``shrink`` times (RGBA,
+    transforms only), written under ``root``: a scene small enough for the torch rasterizer on a loaded
+    machine."""
+    import json
+
+    import imageio.v3 as iio
+    import numpy as np
+
+    from distill3d.data import default_scene_dir
+
+    src = default_scene_dir()
+    meta = json.loads((src / "transforms_train.json").read_text())
+    frames = [{"file_path": f["file_path"], "transform_matrix": f["transform_matrix"]} for f in meta["frames"][:views]]
+    (root / "train").mkdir(parents=True)
+    for frame in frames:
+        image = iio.imread(src / (frame["file_path"] + ".png")).astype(np.float32)
+        h, w, c = image.shape
+        small = image.reshape(h // shrink, shrink, w // shrink, shrink, c).mean((1, 3))
+        iio.imwrite(root / (frame["file_path"] + ".png"), small.round().astype(np.uint8))
+    (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": meta["camera_angle_x"], "frames": frames}))
+    return root
+
+
 def sized(reduced, full):
     """The reduced value under `make test`, the full one under `make test-full`."""
     return full if FULL else reduced

@@ -14,6 +14,7 @@ from typing import Literal
 import pytest
 import torch
 
+from conftest import shrunk_scene_copy
 from distillcore import config_cli
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, build_config, config_from_args,
                                     save_resolved_config)
@@ -312,30 +313,10 @@ def test_white_background_fits_photos_over_white_better_than_black(tmp_path):
     assert learned.min() > 0.01  # the learned colour moved from black towards the photos' white
 
 
-def _mini_scene(root: Path, views: int = 3, shrink: int = 4) -> Path:
-    """The first ``views`` training views of the bundled scene at 1/``shrink`` size (RGBA, transforms only)."""
-    import imageio.v3 as iio
-    import numpy as np
-
-    from distill3d.data import default_scene_dir
-
-    src = default_scene_dir()
-    meta = json.loads((src / "transforms_train.json").read_text())
-    frames = [{"file_path": f["file_path"], "transform_matrix": f["transform_matrix"]} for f in meta["frames"][:views]]
-    (root / "train").mkdir(parents=True)
-    for frame in frames:
-        image = iio.imread(src / (frame["file_path"] + ".png")).astype(np.float32)
-        h, w, c = image.shape
-        small = image.reshape(h // shrink, shrink, w // shrink, shrink, c).mean((1, 3))
-        iio.imwrite(root / (frame["file_path"] + ".png"), small.round().astype(np.uint8))
-    (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": meta["camera_angle_x"], "frames": frames}))
-    return root
-
-
 def test_train_cli_saves_config_beside_the_run_and_render_reuses_its_background(tmp_path):
     from distill3d.cli import main
 
-    scene = _mini_scene(tmp_path / "mini")
+    scene = shrunk_scene_copy(tmp_path / "mini")
     out = tmp_path / "run"
     quick = ["--plain", "--backend", "torch", "--init.method", "random", "--points", "64", "--no-densify",
              "--eval-every", "0", "--checkpoint-every", "0", "--no-progress", "--threads", "1"]

@@ -235,7 +235,6 @@ def render_pointdistiller(d: dict) -> str:
     """``pointdistiller*.json``: teacher and width-reduced students per detector family."""
     out = []
     for family, models in d["families"].items():
-        seeds = max(m["seeds"] for m in models.values())
         rows = []
         for key, m in models.items():
             multi = m["seeds"] > 1

@@ -16,6 +16,12 @@ from torch import Tensor
 from distillcore.checks import check_same_size, check_tensor
 from distill3d.data.cameras import camera_centers
 
+# per-view buffers averaged over each factor x factor block when a scene is downsampled (normals are
+# re-normalised); masks (object ids) and depths (unprojected into points: an averaged depth at a silhouette
+# would float between object and background) are sampled at block centres instead
+AREA_BUFFERS = ("images", "alphas", "normals", "albedos", "roughness", "metallic", "relit_images")
+CENTRE_BUFFERS = ("masks", "depths")
+
 # optional per-view buffers: name -> channel count (None: no channel axis)
 PER_VIEW_BUFFERS: dict[str, int | None] = {
     "alphas": 1, "depths": 1, "normals": 3, "albedos": 3, "roughness": 1, "metallic": 1, "masks": None, "relit_images": 3,
@@ -99,6 +105,27 @@ class Scene:
     def camera_centers(self) -> Tensor:
         """World positions of the cameras ``[V, 3]``."""
         return camera_centers(self.viewmats)
+
+    def downsample(self, factor: int) -> "Scene":
+        """The scene at ``1 / factor`` resolution: :data:`AREA_BUFFERS` area-averaged, :data:`CENTRE_BUFFERS`
+        sampled at block centres, intrinsics scaled (``K' = diag(1/f, 1/f, 1) K``, exact for pixel
+        centres at +0.5)."""
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"downsample factor must be an integer >= 1, got {factor!r}")
+        if factor == 1:
+            return self
+        if self.height % factor or self.width % factor:
+            raise ValueError(f"downsample factor {factor} does not divide the image size {self.height} x {self.width}")
+        buffers = {name: torch.nn.functional.avg_pool2d(getattr(self, name).permute(0, 3, 1, 2), factor)
+                   .permute(0, 2, 3, 1).contiguous() for name in AREA_BUFFERS if getattr(self, name) is not None}
+        if "normals" in buffers:
+            buffers["normals"] = torch.nn.functional.normalize(buffers["normals"], dim=-1)
+        start = factor // 2
+        buffers.update({name: getattr(self, name)[:, start::factor, start::factor].contiguous()
+                        for name in CENTRE_BUFFERS if getattr(self, name) is not None})
+        Ks = self.Ks.clone()
+        Ks[:, :2] /= factor
+        return dataclasses.replace(self, Ks=Ks, **buffers)
 
     def subset(self, indices: list[int] | Tensor) -> "Scene":
         """The scene restricted to the views ``indices`` (shared fields are kept as they are)."""

@@ -13,7 +13,6 @@ import logging
 import pathlib
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from distill3d.data import Scene, resolve_scene_dir
@@ -39,23 +38,6 @@ class PreparedScene:
     teacher_maps: dict[str, Tensor] | None
 
 
-def downscale_scene(scene: Scene, factor: int) -> Scene:
-    """The scene at ``1/factor`` resolution: images area-averaged, intrinsics scaled
-    (``K' = diag(1/f, 1/f, 1) K``, exact for the pixel-centre-at-0.5 convention), masks subsampled."""
-    if factor == 1:
-        return scene
-    if factor < 1 or scene.height % factor or scene.width % factor:
-        raise ValueError(f"downscale factor must be >= 1 and divide the image size "
-                         f"{scene.height}x{scene.width}, got {factor}")
-    images = torch.nn.functional.avg_pool2d(scene.images.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
-    Ks = scene.Ks.clone()
-    Ks[:, :2, :] /= factor
-    masks = scene.masks[:, factor // 2::factor, factor // 2::factor] if scene.masks is not None else None
-    depths = scene.depths[:, factor // 2::factor, factor // 2::factor] if scene.depths is not None else None
-    return dataclasses.replace(scene, images=images.contiguous(), Ks=Ks, masks=masks, depths=depths, alphas=None,
-                               normals=None, albedos=None, roughness=None, metallic=None, relit_images=None)
-
-
 def prepare_scene(scene_dir: str | pathlib.Path, teacher: str | None, cache_dir: str | pathlib.Path = DEFAULT_CACHE,
                   progress: bool = True, downscale: int = 1, data: SceneDataConfig | None = None,
                   **teacher_kwargs) -> PreparedScene:
@@ -73,8 +55,8 @@ def prepare_scene(scene_dir: str | pathlib.Path, teacher: str | None, cache_dir:
     if teacher is not None:
         scenes = [train] + ([test] if test is not None else [])
         maps = scene_features(scenes, scene_dir.name, build_teacher(teacher, **teacher_kwargs), cache_dir, progress)
-    train = downscale_scene(train, downscale)
-    test = downscale_scene(test, downscale) if test is not None else None
+    train = train.downsample(downscale)
+    test = test.downsample(downscale) if test is not None else None
     return PreparedScene(scene_dir.name, train, test, maps)
 
 

@@ -107,12 +107,11 @@ def cmd_render(args) -> int:
 
     from .camera_path import orbit_path
     from .field import FeatureField
-    from .pipeline import downscale_scene
 
     apply_run_options(args)
     cfg = config_from_args(RenderConfig, args)
     field = FeatureField.load(args.field).to(cfg.device)
-    scene = downscale_scene(load_scene(args.scene, cfg.split), cfg.downsample)
+    scene = load_scene(args.scene, cfg.split).downsample(cfg.downsample)
     background = render_background(cfg.background, args.field, scene.background).to(cfg.device)
     viewmats, Ks = scene.viewmats.to(cfg.device), scene.Ks.to(cfg.device)
     if cfg.video:

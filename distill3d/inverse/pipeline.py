@@ -13,10 +13,6 @@ import dataclasses
 import logging
 import pathlib
 
-import torch
-import torch.nn.functional as F
-
-from distillcore.checks import check_positive
 from distillcore.runs import RunDirectory, fingerprint_key, run_fingerprint, strip_volatile
 from distillcore.serialization import write_json_atomic
 from distill3d.data import Scene, resolve_scene_dir
@@ -29,32 +25,6 @@ from .trainer import PRDTrainer
 
 log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
 
-# per-view buffers averaged over each factor x factor block (normals are re-normalised)
-AREA_BUFFERS = ("images", "alphas", "depths", "normals", "albedos", "roughness", "metallic", "relit_images")
-
-
-def downsample_scene(scene: Scene, factor: int) -> Scene:
-    """The scene at ``1 / factor`` resolution: buffers area-averaged, object ids sampled at block
-    centres, intrinsics scaled (pixel centres at +0.5 stay consistent)."""
-    check_positive(factor, "factor")
-    if factor == 1:
-        return scene
-    if scene.height % factor or scene.width % factor:
-        raise ValueError(f"downsample factor {factor} does not divide the image size {scene.height} x {scene.width}")
-
-    def pool(x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
-
-    buffers = {name: pool(getattr(scene, name)) for name in AREA_BUFFERS if getattr(scene, name) is not None}
-    if "normals" in buffers:
-        buffers["normals"] = F.normalize(buffers["normals"], dim=-1)
-    if scene.masks is not None:
-        buffers["masks"] = scene.masks[:, factor // 2::factor, factor // 2::factor]
-    Ks = scene.Ks.clone()
-    Ks[:, :2] /= factor
-    return dataclasses.replace(scene, Ks=Ks, **buffers)
-
-
 def load_splits(scene_dir: str | pathlib.Path, downsample: int = 1, data: SceneDataConfig | None = None,
                 background: str = "scene") -> tuple[Scene, Scene | None]:
     """Train and test split of a scene folder at ``1 / downsample`` resolution (``distill3d.data.splits``:
@@ -65,8 +35,8 @@ def load_splits(scene_dir: str | pathlib.Path, downsample: int = 1, data: SceneD
 
     data = data or SceneDataConfig()
     splits = load_scene_splits(scene_dir, test_every=data.test_every, images=data.images, downsample=downsample)
-    train = with_background(downsample_scene(splits.train, splits.downsample), background)
-    test = downsample_scene(splits.test, splits.downsample) if splits.test is not None else None
+    train = with_background(splits.train.downsample(splits.downsample), background)
+    test = splits.test.downsample(splits.downsample) if splits.test is not None else None
     return train, (with_background(test, background) if test is not None else None)
 
 

@@ -51,11 +51,6 @@ class SimulateCommand:
         if self.train + self.val == 0:
             raise ValueError("train and val are both 0: nothing to simulate")
 
-    def validate(self) -> None:
-        for name in ("train", "val"):  # 0 skips the split
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-
 
 @dataclasses.dataclass
 class DataOptions:

@@ -58,9 +58,8 @@ class EditOptions(QueryOptions):
 
 def _scene(args, split: str):
     from distill3d.data import load_scene
-    from distill3d.fields.pipeline import downscale_scene
 
-    return downscale_scene(load_scene(args.scene, split), getattr(args, "downsample", 1))
+    return load_scene(args.scene, split).downsample(getattr(args, "downsample", 1))
 
 
 def _load(args):

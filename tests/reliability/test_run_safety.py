@@ -10,43 +10,26 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
-import numpy as np
 import pytest
 
-from distill3d.data import default_scene_dir
 from distill3d.fields import pipeline as fields_pipeline
 from distill3d.fields.config import TrainConfig
 from distill3d.fields.pipeline import train_field
 from distill3d.inverse.config import PRDConfig
 from distill3d.inverse.pipeline import train_prd
 from distillcore.runs import RunError, RunLockedError
+from conftest import shrunk_scene_copy
 
 VIEWS = 4
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _scene_copy(root, views=VIEWS, shrink=4):
-    """The first ``views`` training views of the bundled scene, area-reduced ``shrink`` times (32 x 32
-    RGBA: the torch rasterizer stays fast on a loaded machine), transforms only."""
-    src = default_scene_dir()
-    meta = json.loads((src / "transforms_train.json").read_text())
-    frames = [{"file_path": f["file_path"], "transform_matrix": f["transform_matrix"]} for f in meta["frames"][:views]]
-    (root / "train").mkdir(parents=True)
-    for frame in frames:
-        image = iio.imread(src / (frame["file_path"] + ".png")).astype(np.float32)
-        h, w, c = image.shape
-        small = image.reshape(h // shrink, shrink, w // shrink, shrink, c).mean((1, 3))
-        iio.imwrite(root / (frame["file_path"] + ".png"), small.round().astype(np.uint8))
-    (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": meta["camera_angle_x"], "frames": frames}))
-    return root
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     """Two scenes with the same folder name and different content (one view mirrored)."""
     base = tmp_path_factory.mktemp("scenes")
-    a = _scene_copy(base / "x" / "tiny")
-    b = _scene_copy(base / "y" / "tiny")
+    a = shrunk_scene_copy(base / "x" / "tiny", VIEWS)
+    b = shrunk_scene_copy(base / "y" / "tiny", VIEWS)
     image = iio.imread(b / "train" / "r_001.png")
     iio.imwrite(b / "train" / "r_001.png", image[:, ::-1])
     return a, b
