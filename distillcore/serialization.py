@@ -136,6 +136,12 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON text (:func:`json_safe`: ``inf`` / ``nan`` become ``null``), for files and
+    for the results a command prints."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def write_json_atomic(path: PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """Writes ``obj`` as strict JSON to ``path`` atomically; ``inf`` / ``nan`` are written as ``null``.
 
@@ -147,8 +153,7 @@ def write_json_atomic(path: PathLike, obj: Any, *, indent: int | None = 2) -> Pa
     Raises:
         TypeError: ``obj`` holds something JSON cannot represent.
     """
-    text = json.dumps(json_safe(obj), indent=indent, allow_nan=False)
-    return write_text_atomic(path, text + "\n")
+    return write_text_atomic(path, to_json(obj, indent=indent) + "\n")
 
 
 # torch names the Python object a refused file asks for as "GLOBAL module.name" ("Unsupported class

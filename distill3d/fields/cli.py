@@ -7,11 +7,11 @@ takes a JSON config (a run's ``config.json``), ``--preset quick|benchmark|full``
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
                                     apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.serialization import to_json
 
 from .config import TRAIN_PRESETS, TrainConfig
 
@@ -65,7 +65,7 @@ def cmd_train(args) -> int:
                                    overwrite=command.overwrite, **kwargs)
     saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite")}
     save_resolved_config({**saved, **to_dict(config)}, out)
-    print(json.dumps(metrics, indent=2))
+    print(to_json(metrics))
     print(f"field: {out / 'point_cloud.ply'}  checkpoint: {trainer.checkpoint_path}  config: {out / 'config.json'}")
     return 0
 

@@ -17,6 +17,7 @@ import pathlib
 
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
                                     apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.serialization import to_json
 
 # short flags kept from earlier releases
 PRD_ALIASES = {"radiance.steps": "--radiance-steps", "radiance.backend": "--backend",
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
                            progress=run.progress, overwrite=command.overwrite, radiance_cache=command.radiance_cache)
     saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite", "stage_steps")}
     save_resolved_config({**saved, **to_dict(config)}, out)
-    print(json.dumps(metrics, indent=2))
+    print(to_json(metrics))
     print(f"wrote {out}/checkpoint.pt, metrics.json, config.json and export/ (materials.ply, light, maps)")
     return 0
 
@@ -121,7 +122,7 @@ def _relight(args: argparse.Namespace) -> int:
         targets = test.relit_images.permute(0, 3, 1, 2)
         scores = {"relit_psnr": sum(psnr(i, t) for i, t in zip(images, targets)) / len(images),
                   "relit_ssim": sum(image_ssim(i, t) for i, t in zip(images, targets)) / len(images)}
-        print(json.dumps(scores, indent=2))
+        print(to_json(scores))
     print(f"wrote {len(images)} relit views to {out}")
     return 0
 

@@ -3,7 +3,6 @@ scene's object masks, and edit the field (delete / extract / recolor the Gaussia
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Literal
 
@@ -13,6 +12,7 @@ import torch
 from distillcore.checks import check_range
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
                                     apply_run_options, config_from_args)
+from distillcore.serialization import to_json
 
 
 @dataclasses.dataclass
@@ -137,7 +137,7 @@ def cmd_miou(args) -> int:
         [_rendered_features(field, train, i, args.backend) for i in reference], [train.masks[i] for i in reference],
         [_rendered_features(field, test, i, args.backend) for i in range(test.num_views)],
         [test.masks[i] for i in range(test.num_views)], num_classes)
-    print(json.dumps({"miou": miou, "views": test.num_views, "classes": num_classes}))
+    print(to_json({"miou": miou, "views": test.num_views, "classes": num_classes}, indent=None))
     return 0
 
 

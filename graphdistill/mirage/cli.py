@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
                                     apply_run_options, config_from_args, save_resolved_config, to_dict)
 from distillcore.runs import RunDirectory, check_output_is_not_input
-from distillcore.serialization import save_atomic
+from distillcore.serialization import save_atomic, to_json
 
 from ..data.graphs import OFFLINE_DATASETS, SplitConfig, load_graph_dataset
 from .distill import DistillConfig, distill
@@ -122,7 +121,7 @@ def _distill(args: argparse.Namespace) -> int:
         "compression_ratio": round(distilled.compression_ratio, 1),
         "cpu_seconds": round(distilled.meta["cpu_seconds"], 3),
     }
-    print(json.dumps(summary, indent=2))
+    print(to_json(summary))
     return 0
 
 
@@ -174,5 +173,5 @@ def _train_to(args: argparse.Namespace) -> int:
         saved.pop("num_layers")
         saved.pop("progress")
         save_resolved_config(saved, Path(args.out).parent, name=Path(args.out).stem + ".config.json")
-    print(json.dumps({"model": args.model_config.model, "best_epoch": result.best_epoch, "val": result.val, "test": result.test}, indent=2))
+    print(to_json({"model": args.model_config.model, "best_epoch": result.best_epoch, "val": result.val, "test": result.test}))
     return 0
