@@ -30,6 +30,8 @@ from distill3d.render.tiles import tile_grid
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 TRANSMITTANCE_MIN = 1e-4
+# Alpha below which expected depth divides by this instead (gsplat's guard against empty pixels).
+EXPECTED_DEPTH_MIN_ALPHA = 1e-10
 
 
 def blend_weights(

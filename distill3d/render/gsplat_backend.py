@@ -11,13 +11,25 @@ the splat borders by terms below the 1/255 alpha cut-off.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from distill3d.render.rasterize import EXPECTED_DEPTH_MIN_ALPHA, gsplat_status
+from distill3d.render.compositing import EXPECTED_DEPTH_MIN_ALPHA
 from distill3d.render.sh import sh_colors
+
+
+def gsplat_status(device: torch.device | str) -> tuple[bool, str | None]:
+    """Whether ``gsplat.rasterization`` can run on ``device`` (it needs CUDA)."""
+    if torch.device(device).type != "cuda":
+        return False, "gsplat has no CPU rasterizer: backend='gsplat' needs CUDA tensors"
+    try:
+        importlib.import_module("gsplat")
+    except ImportError as error:
+        return False, f"gsplat is not importable: {error}"
+    return True, None
 
 
 def _gsplat_call(

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from distillcore.checks import check_tensor
 from distill3d.render import compositing, projection, tiles
+from distill3d.render.gsplat_backend import gsplat_status, rasterize_gsplat
 from distill3d.render.sh import sh_colors
 from distill3d.render.validation import (
     check_cameras,
@@ -44,8 +45,6 @@ RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 Backend = Literal["auto", "native", "torch", "gsplat"]
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 BACKENDS = ("auto", "native", "torch", "gsplat")
-# Alpha below which expected depth divides by this instead (gsplat's guard against empty pixels).
-EXPECTED_DEPTH_MIN_ALPHA = 1e-10
 
 
 def _native_module() -> tuple[ModuleType | None, str | None]:
@@ -64,17 +63,6 @@ def native_status(device: torch.device | str) -> tuple[bool, str | None]:
     if module.native_available(torch.device(device)):
         return True, None
     return False, module.native_build_error() or f"the native backend does not support device {device}"
-
-
-def gsplat_status(device: torch.device | str) -> tuple[bool, str | None]:
-    """Whether ``gsplat.rasterization`` can run on ``device`` (it needs CUDA)."""
-    if torch.device(device).type != "cuda":
-        return False, "gsplat has no CPU rasterizer: backend='gsplat' needs CUDA tensors"
-    try:
-        importlib.import_module("gsplat")
-    except ImportError as error:
-        return False, f"gsplat is not importable: {error}"
-    return True, None
 
 
 def available_backends(device: torch.device | str) -> list[str]:
@@ -262,8 +250,6 @@ def rasterize(
         # (seen on an H200): the reference stages render the empty scene instead.
         backend = "torch"
     if backend == "gsplat":
-        from distill3d.render.gsplat_backend import rasterize_gsplat
-
         return rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, features=features,
             sh_degree=sh_degree, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds,
@@ -295,7 +281,7 @@ def rasterize(
 
     render = image[..., : n_color + n_depth]
     if "ED" in render_mode:
-        expected = render[..., -1:] / alpha.clamp(min=EXPECTED_DEPTH_MIN_ALPHA)
+        expected = render[..., -1:] / alpha.clamp(min=compositing.EXPECTED_DEPTH_MIN_ALPHA)
         render = torch.cat([render[..., :n_color], expected], dim=-1)
     feature_image = image[..., n_color + n_depth :] if features is not None else None
     meta = {
