@@ -1,10 +1,8 @@
-"""k-nearest-neighbour graph construction on plain torch.
+"""k-nearest-neighbour graph construction on :func:`distillcore.knn.knn`.
 
 PyG's ``torch_geometric.nn.knn_graph`` needs ``pyg-lib`` or ``torch-cluster``, neither of which
-installs here (no wheels for this torch, and source builds pull a CUDA torch), so we build the graph
-ourselves: exact Euclidean distances block by block with ``torch.cdist`` and the k smallest per row with
-``torch.topk``. Memory is ``O(chunk_size * N)`` instead of ``O(N^2)``, and the result is exact (no
-approximate index), which is what small and medium node-classification graphs need.
+installs here (no wheels for this torch, and source builds pull a CUDA torch); the exact chunked kNN of
+``distillcore`` gives the same graph, which is what small and medium node-classification graphs need.
 """
 from __future__ import annotations
 
@@ -12,6 +10,7 @@ import torch
 from torch import Tensor
 
 from distillcore.checks import check_positive, check_tensor
+from distillcore.knn import knn
 
 
 def knn_graph(
@@ -41,14 +40,7 @@ def knn_graph(
     max_k = num_nodes if loop else num_nodes - 1
     if k > max_k:
         raise ValueError(f"k={k} is too large for {num_nodes} nodes (at most {max_k} with loop={loop})")
-    neighbours = []
-    for start in range(0, num_nodes, chunk_size):
-        rows = torch.arange(start, min(start + chunk_size, num_nodes), device=x.device)
-        dist = torch.cdist(x[rows], x)  # [B, N]
-        if not loop:
-            # Masking the diagonal (rather than dropping the first hit) keeps exact duplicates as neighbours.
-            dist[torch.arange(rows.numel(), device=x.device), rows] = float("inf")
-        neighbours.append(dist.topk(k, dim=1, largest=False).indices)  # [B, k]
-    source = torch.cat(neighbours).reshape(-1)
+    _, neighbours = knn(x[None], x[None], k, exclude_self=not loop, chunk_size=chunk_size)  # [1, N, k]
+    source = neighbours[0].reshape(-1)
     target = torch.arange(num_nodes, device=x.device).repeat_interleave(k)
     return torch.stack([source, target])

@@ -36,8 +36,9 @@ from torch import Tensor, nn
 
 from distill3d.points.detector import DetectorOutput
 from distill3d.points.edgeconv import EdgeConv, edge_inputs
-from distill3d.points.sampling import gather_rows, knn
+from distill3d.points.sampling import gather_rows
 from distillcore.checks import check_choice, check_range
+from distillcore.knn import knn
 from distillcore.feature import feature_distill_loss
 from distillcore.kd import kd_kl_loss
 from distillcore.reweight import reweighted_structured_loss

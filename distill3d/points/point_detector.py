@@ -43,7 +43,8 @@ from distill3d.points.boxes import points_in_boxes
 from distill3d.points.detector import (
     Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, scaled, select_detections,
 )
-from distill3d.points.sampling import ball_group, farthest_point_sample, gather_rows, knn
+from distill3d.points.sampling import ball_group, farthest_point_sample, gather_rows
+from distillcore.knn import knn
 
 INTERPOLATION_NEIGHBOURS = 3
 

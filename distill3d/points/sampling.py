@@ -1,4 +1,4 @@
-"""Farthest point sampling, k-nearest neighbours and grouping in plain PyTorch.
+"""Farthest point sampling and grouping in plain PyTorch (the kNN is :func:`distillcore.knn.knn`).
 
 PyTorch Geometric's ``fps``, ``knn`` and ``knn_graph`` dispatch to ``torch-cluster`` / ``pyg-lib``
 kernels, and pyg-lib is not installable here (no wheel for this torch), so these are written over
@@ -14,9 +14,7 @@ import torch
 from torch import Tensor
 
 from distillcore.checks import check_tensor
-
-# Query rows per chunk of the [M, N] distance matrix (bounds memory on large inputs).
-KNN_CHUNK = 2048
+from distillcore.knn import knn
 
 
 def farthest_point_sample(xyz: Tensor, num_samples: int) -> Tensor:  # [B, S] long
@@ -35,25 +33,6 @@ def farthest_point_sample(xyz: Tensor, num_samples: int) -> Tensor:  # [B, S] lo
         nearest = torch.minimum(nearest, d)
         farthest = nearest.argmax(dim=1)
     return idx
-
-
-def knn(query: Tensor, reference: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """``(squared distance [B, M, k], index [B, M, k])`` of the ``k`` nearest ``reference`` rows
-    ``[B, N, D]`` of each ``query`` row ``[B, M, D]``, nearest first (any dimension D: also used in
-    feature space)."""
-    check_tensor(query, "query", ndim=3, floating=True)
-    check_tensor(reference, "reference", ndim=3, floating=True)
-    if query.shape[0] != reference.shape[0] or query.shape[2] != reference.shape[2]:
-        raise ValueError(f"query {list(query.shape)} and reference {list(reference.shape)} must agree on B and D")
-    if not 0 < k <= reference.shape[1]:
-        raise ValueError(f"k must be in [1, {reference.shape[1]}] (the number of reference rows), got {k}")
-    dists, idxs = [], []
-    for start in range(0, query.shape[1], KNN_CHUNK):
-        d = torch.cdist(query[:, start : start + KNN_CHUNK], reference).pow(2)
-        top = d.topk(k, dim=-1, largest=False)
-        dists.append(top.values)
-        idxs.append(top.indices)
-    return torch.cat(dists, 1), torch.cat(idxs, 1)
 
 
 def ball_group(query: Tensor, reference: Tensor, k: int, radius: float) -> Tensor:  # [B, M, k]

@@ -7,7 +7,8 @@ from distill3d.points.box_coder import decode_boxes, encode_boxes
 from distill3d.points.detector import DetectorOutput
 from distill3d.points.pillars import PillarConfig, PillarDetector
 from distill3d.points.point_detector import GroupedPointNet, PointDetector, PointDetectorConfig
-from distill3d.points.sampling import ball_group, farthest_point_sample, knn
+from distill3d.points.sampling import ball_group, farthest_point_sample
+from distillcore.knn import knn
 from distill3d.points.train import build_detector
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
