@@ -79,7 +79,7 @@ def soft_code_assignment_kl(
     teacher_emb: Tensor,  # [N, d]
     student_emb: Tensor,  # [M, d]
     codebook: Tensor,  # [K, d]
-    tau: float,
+    temperature: float,
     similarity: Similarity = "cosine",
     index: Tensor | None = None,  # [M] long, node ids into teacher_emb
 ) -> Tensor:  # []
@@ -89,7 +89,7 @@ def soft_code_assignment_kl(
         teacher_emb: teacher node embeddings for all ``N`` nodes (target, detached).
         student_emb: student embeddings of the ``M`` nodes in the batch.
         codebook: the teacher's codebook (detached).
-        tau: temperature :math:`\\tau > 0`.
+        temperature: softening temperature :math:`\\tau > 0` (the ``temperature`` of every other KD loss).
         similarity: ``"cosine"`` or ``"l2"`` (negative squared distance), used for both sides.
         index: node id of each student row in ``teacher_emb``; ``None`` means ``M == N`` and row
             ``m`` of the student is node ``m``.
@@ -98,7 +98,7 @@ def soft_code_assignment_kl(
     check_tensor(codebook, "codebook", ndim=2, floating=True)
     _check_embeddings(teacher_emb, "teacher_emb", codebook)
     _check_embeddings(student_emb, "student_emb", codebook)
-    t = check_positive(tau, "tau")
+    t = check_positive(temperature, "temperature")
     if index is None:
         check_same_size(
             {"teacher_emb.shape[0]": teacher_emb.shape[0], "student_emb.shape[0]": student_emb.shape[0]},

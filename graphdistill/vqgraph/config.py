@@ -91,7 +91,7 @@ class DistillConfig:
     soft_label_weight: float = 1.0
     code_weight: float = 1.0
     temperature: float = 1.0
-    code_tau: float = 0.1
+    code_temperature: float = 0.1
 
     def __post_init__(self):
         self.validate()
@@ -100,7 +100,7 @@ class DistillConfig:
         for name in ("ce_weight", "soft_label_weight", "code_weight"):
             check_range(getattr(self, name), f"distill.{name}", 0)
         check_range(self.temperature, "distill.temperature", 0, low_open=True)
-        check_range(self.code_tau, "distill.code_tau", 0, low_open=True)
+        check_range(self.code_temperature, "distill.code_temperature", 0, low_open=True)
 
 
 @dataclass

@@ -156,7 +156,7 @@ def train_student(
             loss = loss + distill.soft_label_weight * kd_kl_loss(logits, targets.logits[nodes], distill.temperature)
         if mode == "vqgraph":
             loss = loss + distill.code_weight * soft_code_assignment_kl(
-                targets.embedding, code_emb, targets.codebook, distill.code_tau, targets.similarity, index=nodes
+                targets.embedding, code_emb, targets.codebook, distill.code_temperature, targets.similarity, index=nodes
             )
         return loss
 

@@ -64,7 +64,7 @@ CASES = [
     (lambda: code_similarity(R(4, 3), R(5, 2)), r"x.shape\[1\]=3, codebook.shape\[1\]=2"),
     (lambda: code_similarity(R(4, 3), R(5, 3), "dot"), "similarity must be one of"),
     (lambda: code_similarity(R(4, 3), torch.full((5, 3), NAN)), "codebook has 15 non-finite"),
-    (lambda: soft_code_assignment_kl(R(4, 3), R(4, 3), R(5, 3), 0.0), "tau must be > 0"),
+    (lambda: soft_code_assignment_kl(R(4, 3), R(4, 3), R(5, 3), 0.0), "temperature must be > 0"),
     (lambda: soft_code_assignment_kl(R(4, 3), R(2, 3), R(5, 3), 1.0), "pass index= to map student rows"),
     (lambda: soft_code_assignment_kl(R(4, 3), R(2, 3), R(5, 3), 1.0, index=torch.tensor([0.0, 1.0])),
      "index must have dtype"),

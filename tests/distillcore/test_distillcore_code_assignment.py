@@ -21,17 +21,17 @@ def test_soft_code_assignment_kl_against_hand_computation():
     # a - b = tanh(1), so KL = a ln(a/b) + b ln(b/a) = (a - b) * 2 = 2 tanh(1).
     teacher = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     student = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
-    loss = soft_code_assignment_kl(teacher, student, CODEBOOK, tau=0.5, similarity="cosine")
+    loss = soft_code_assignment_kl(teacher, student, CODEBOOK, temperature=0.5, similarity="cosine")
     assert loss.item() == pytest.approx(2 * math.tanh(1.0), rel=1e-12)
     # negative squared L2: teacher [0, -2], student [-2, 0] (same logits up to a shift) -> same value
-    loss_l2 = soft_code_assignment_kl(teacher, student, CODEBOOK, tau=1.0, similarity="l2")
+    loss_l2 = soft_code_assignment_kl(teacher, student, CODEBOOK, temperature=1.0, similarity="l2")
     assert loss_l2.item() == pytest.approx(2 * math.tanh(1.0), rel=1e-12)
 
 
 def test_log_target_is_used_correctly_and_the_wrong_use_gives_a_different_value():
     teacher = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     student = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
-    ours = soft_code_assignment_kl(teacher, student, CODEBOOK, tau=0.5).item()
+    ours = soft_code_assignment_kl(teacher, student, CODEBOOK, temperature=0.5).item()
     log_p_s = F.log_softmax(code_similarity(student, CODEBOOK) / 0.5, -1)
     log_p_t = F.log_softmax(code_similarity(teacher, CODEBOOK) / 0.5, -1)
     # VQGraph's reference passes probabilities with log_target=True ...
@@ -47,7 +47,7 @@ def test_log_target_is_used_correctly_and_the_wrong_use_gives_a_different_value(
 def test_a_student_equal_to_its_teacher_has_zero_loss(similarity):
     teacher = torch.randn(6, 4, dtype=torch.float64)
     codebook = torch.randn(5, 4, dtype=torch.float64)
-    loss = soft_code_assignment_kl(teacher, teacher.clone(), codebook, tau=0.7, similarity=similarity)
+    loss = soft_code_assignment_kl(teacher, teacher.clone(), codebook, temperature=0.7, similarity=similarity)
     assert loss.item() == pytest.approx(0.0, abs=1e-12)
 
 

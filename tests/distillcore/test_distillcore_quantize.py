@@ -136,7 +136,7 @@ def test_codebook_feeds_soft_code_assignment():
     teacher = torch.randn(5, 4)
     vq(teacher)
     student = torch.randn(5, 4, requires_grad=True)
-    loss = soft_code_assignment_kl(teacher, student, vq.codebook, tau=0.5)
+    loss = soft_code_assignment_kl(teacher, student, vq.codebook, temperature=0.5)
     loss.backward()
     assert math.isfinite(loss.item()) and student.grad is not None
 
