@@ -13,14 +13,15 @@ from pathlib import Path
 
 from distillcore.serialization import write_json_atomic
 
-# (name shown, module with demo())
+# (name shown, module with demo(), output folder under --out)
 METHODS = [
-    ("distillcore (codebook collapse and restart)", "distillcore.demo"),
-    ("VQGraph (GNN -> MLP)", "graphdistill.vqgraph.demo"),
-    ("Mirage (graph data set -> trees)", "graphdistill.mirage.demo"),
-    ("Feature 3DGS", "distill3d.fields.demo"),
-    ("PointDistiller", "distill3d.points.demo"),
-    ("Progressive radiance distillation", "distill3d.inverse.demo"),
+    ("distillcore (codebook collapse and restart)", "distillcore.demo", "distillcore"),
+    ("VQGraph (GNN -> MLP)", "graphdistill.vqgraph.demo", "vqgraph"),
+    ("Mirage (graph data set -> trees)", "graphdistill.mirage.demo", "mirage"),
+    # train a field, then segment and edit it: the demo lives with the queries, which build on fields
+    ("Feature 3DGS", "distill3d.query.demo", "feature3dgs"),
+    ("PointDistiller", "distill3d.points.demo", "points"),
+    ("Progressive radiance distillation", "distill3d.inverse.demo", "inverse"),
 ]
 
 
@@ -30,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="run only methods whose module contains one of these words")
     args = parser.parse_args(argv)
     summary: dict[str, dict] = {}
-    for title, module in METHODS:
-        if args.only and not any(word in module for word in args.only):
+    for title, module, folder in METHODS:
+        if args.only and not any(word in module or word in folder for word in args.only):
             continue
         mod = importlib.import_module(module)
-        out_dir = args.out / module.split(".")[-2]
+        out_dir = args.out / folder
         out_dir.mkdir(parents=True, exist_ok=True)
         print(f"\n=== {title} ===", flush=True)
         start = time.perf_counter()

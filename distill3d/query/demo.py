@@ -12,14 +12,15 @@ import imageio.v3 as iio
 import torch
 
 from distill3d.data import default_scene_dir
-from distill3d.query import extract, segmentation_miou, select_gaussians
 from distill3d.teachers import fit_pca
 
-from .camera_path import orbit_path
-from .config import TrainConfig
-from .pipeline import prepare_scene
-from .render_cli import render_frames, write_video
-from .trainer import Trainer
+from distill3d.fields.camera_path import orbit_path
+from distill3d.fields.config import TrainConfig
+from distill3d.fields.pipeline import prepare_scene
+from distill3d.fields.render_cli import render_frames, write_video
+from distill3d.fields.trainer import Trainer
+
+from . import extract, segmentation_miou, select_gaussians
 
 DEMO_STEPS = 600
 DEMO_POINTS = 5000
