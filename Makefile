@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 JOBS ?= $(shell nproc)
-PYTEST_ARGS ?=
+# one pytest worker per core; work stealing keeps the long learning tests from queueing others behind them
+PYTEST_ARGS ?= -n $(JOBS) --dist worksteal
 # built wheels kept between runs: torch-scatter is source-only (minutes to build), `make wheel-check` reuses it
 WHEELS := .cache/wheels
 
