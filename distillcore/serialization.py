@@ -201,6 +201,31 @@ def load_state(path: PathLike, *, what: str = "checkpoint", map_location: Any = 
         raise ValueError(f"{what} {path} is truncated or corrupt ({describe_error(err)})") from None
 
 
+def load_arrays(path: PathLike, *, what: str = "array file") -> Any:
+    """Reads a NumPy ``.npy`` (-> the array) or ``.npz`` (-> ``{name: array}``, every member read now)
+    with ``allow_pickle=False``: object arrays are refused, nothing in the file is run.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or is not a file.
+        ValueError: one line naming ``path`` when it is truncated, corrupt, or holds pickled objects.
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:  # members are read lazily: read them here, where a damaged one can be named
+                return {name: data[name] for name in data.files}
+        return data
+    except PermissionError:
+        raise ValueError(f"{what} {path} cannot be read: permission denied") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is truncated, corrupt or not a NumPy file ({describe_error(err)})") from None
+
+
 def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     # torch's messages go on with advice after the first sentence
@@ -222,4 +247,4 @@ def _detail(err: BaseException) -> str:
 
 
 __all__ = ["atomic_write", "save_atomic", "write_bytes_atomic", "write_text_atomic", "json_safe",
-           "write_json_atomic", "load_state", "describe_error"]
+           "write_json_atomic", "to_json", "load_state", "load_arrays", "describe_error"]

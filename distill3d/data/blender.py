@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillcore.serialization import load_arrays
 from distill3d.data.cameras import opengl_to_viewmat
 from distill3d.data.colorspace import srgb_to_linear
 from distill3d.data.environment import check_environment
@@ -94,9 +95,12 @@ def _read_buffers(root: Path, frames: list[dict], background: np.ndarray) -> dic
             path = _resolve(root, frame["geometry_file_path"])
             if not path.is_file():
                 raise FileNotFoundError(f"geometry buffer not found: {path}")
-            with np.load(path) as geometry:
-                out.setdefault("depths", []).append(geometry["depth"].astype(np.float32)[..., None])
-                out.setdefault("normals", []).append(geometry["normal"].astype(np.float32))
+            geometry = load_arrays(path, what="geometry buffer")
+            missing = {"depth", "normal"} - set(geometry)
+            if missing:
+                raise ValueError(f"geometry buffer {path} has no {' / '.join(sorted(missing))} array")
+            out.setdefault("depths", []).append(geometry["depth"].astype(np.float32)[..., None])
+            out.setdefault("normals", []).append(geometry["normal"].astype(np.float32))
         if "albedo_file_path" in present:
             path = _resolve(root, frame["albedo_file_path"])
             out.setdefault("albedos", []).append(srgb_to_linear(_unit_range(read_image(path), path)[..., :3]))
@@ -190,8 +194,8 @@ def _scene_metadata(root: Path) -> dict:
         out["object_names"] = [obj["name"] for obj in sorted(meta["objects"], key=lambda o: o["id"])]
     env_path = root / meta.get("environment_file", "environment.npz")
     if env_path.is_file():
-        with np.load(env_path) as envs:
-            for key, name in (("train", "environment"), ("relight", "relight_environment")):
-                if key in envs.files:
-                    out[name] = torch.from_numpy(check_environment(envs[key], f"{env_path}[{key}]"))
+        envs = load_arrays(env_path, what="environment file")
+        for key, name in (("train", "environment"), ("relight", "relight_environment")):
+            if key in envs:
+                out[name] = torch.from_numpy(check_environment(envs[key], f"{env_path}[{key}]"))
     return out

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distillcore.serialization import load_arrays
+
 
 @dataclass(frozen=True)
 class EnvironmentConfig:
@@ -97,16 +99,16 @@ def load_environment(path: str | Path, key: str | None = None) -> np.ndarray:
         raise FileNotFoundError(f"environment map not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path) as data:
-            if key is None:
-                if len(data.files) != 1:
-                    raise ValueError(f"{path} holds {data.files}: pass key= to pick one")
-                key = data.files[0]
-            if key not in data.files:
-                raise KeyError(f"{path} has no array {key!r} (it has {data.files})")
-            env = data[key]
+        data = load_arrays(path, what="environment map")
+        if key is None:
+            if len(data) != 1:
+                raise ValueError(f"{path} holds {list(data)}: pass key= to pick one")
+            key = next(iter(data))
+        if key not in data:
+            raise KeyError(f"{path} has no array {key!r} (it has {list(data)})")
+        env = data[key]
     elif suffix == ".npy":
-        env = np.load(path)
+        env = load_arrays(path, what="environment map")
     elif suffix in (".exr", ".hdr"):
         from distill3d.data.mitsuba_setup import ensure_variant
 

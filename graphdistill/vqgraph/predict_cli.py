@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from distillcore.config_cli import add_config_arguments, add_config_file_arguments, config_from_args
-from distillcore.serialization import load_state
+from distillcore.serialization import load_arrays, load_state
 
 
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ def read_features(path: Path) -> torch.Tensor:
         raise FileNotFoundError(f"no feature file at {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        array = np.load(path)
+        array = load_arrays(path, what="feature file")
     elif suffix == ".pt":
         array = load_state(path, what="feature file")
     elif suffix == ".csv":

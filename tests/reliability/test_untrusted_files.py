@@ -282,6 +282,28 @@ def test_damaged_png_is_one_line(tmp_path):
         read_image(path)
 
 
+def test_damaged_or_pickled_numpy_files_are_one_line(tmp_path, marker):
+    from distill3d.data.environment import load_environment
+    from distillcore.serialization import load_arrays
+
+    env = np.random.default_rng(0).random((8, 16, 3)).astype(np.float32)
+    npz, npy = tmp_path / "environment.npz", tmp_path / "env.npy"
+    np.savez(npz, train=env)
+    np.save(npy, env)
+    assert np.array_equal(load_arrays(npz)["train"], env) and np.array_equal(load_environment(npy), env)
+    truncate(npz, 0.5)
+    with pytest.raises(ValueError, match=f"environment map {npz} is truncated, corrupt or not a NumPy file"):
+        load_environment(npz)
+    truncate(npy, 0.5)
+    with pytest.raises(ValueError, match=f"environment map {npy} is truncated, corrupt or not a NumPy file"):
+        load_environment(npy)
+    pickled = tmp_path / "objects.npy"  # an object array is a pickle: refused, not run
+    np.save(pickled, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="truncated, corrupt or not a NumPy file"):
+        load_arrays(pickled)
+    assert not marker.exists()
+
+
 def test_damaged_ply_is_one_line(tmp_path, capsys):
     from distill3d.cli import main
     from distill3d.gaussians import Gaussians
