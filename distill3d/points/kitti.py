@@ -122,27 +122,11 @@ def format_label_lines(
 
 def parse_label_lines(text: str, class_names: tuple[str, ...], calib: Calibration, source: str = "label") -> tuple[np.ndarray, ...]:
     """``(boxes [M, 7], labels [M], occlusion [M], scores [M])`` of the lines whose type is in
-    ``class_names`` (``DontCare`` and other types are skipped); scores are 1 without a score column."""
-    location, hwl, rotation_y, labels, occlusion, scores = [], [], [], [], [], []
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) not in (15, 16):
-            raise ValueError(f"{source}:{n}: a KITTI label line has 15 or 16 fields, got {len(parts)}")
-        if parts[0] not in class_names:
-            continue
-        values = [float(v) for v in parts[1:]]
-        labels.append(class_names.index(parts[0]))
-        occlusion.append(int(values[1]))
-        hwl.append(values[7:10])
-        location.append(values[10:13])
-        rotation_y.append(values[13])
-        scores.append(values[14] if len(values) == 15 else 1.0)
-    if not labels:
-        return np.zeros((0, 7), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    boxes = boxes_from_camera(np.array(location), np.array(hwl), np.array(rotation_y), calib)
-    return boxes, np.array(labels, np.int64), np.array(occlusion, np.int64), np.array(scores, np.float32)
+    ``class_names`` (``DontCare`` and other types are skipped); scores are 1 without a score column.
+    The training-side view of :func:`parse_kitti_objects`."""
+    objects = parse_kitti_objects(text, class_names, calib, source)
+    keep = objects["labels"] >= 0  # drop the neighbouring types only the official evaluation reads
+    return objects["boxes"][keep], objects["labels"][keep], objects["occlusion"][keep], objects["scores"][keep]
 
 
 # a box of the key type is ignored (neither found nor missed) when evaluating the value class (devkit)
