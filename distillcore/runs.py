@@ -66,6 +66,10 @@ class HashConfig:
     sample_bytes: int = 64 << 10
 
 
+# data-set folders (real KITTI: thousands of multi-MB scans; public graph sets): small files whole, the rest sampled
+DATASET_HASH = HashConfig(full_bytes=64 << 10, sample_bytes=4 << 10)
+
+
 class RunError(ValueError):
     """A run cannot start in its output folder (in use, not writable, holds another run, mismatch)."""
 
@@ -477,4 +481,4 @@ class RunDirectory:
 
 __all__ = ["VOLATILE_FIELDS", "HashConfig", "RunError", "RunLockedError", "FileLock", "RunDirectory",
            "check_output_is_not_input", "check_writable", "describe_mismatch", "distillkit_version", "fingerprint_key", "is_temporary",
-           "run_fingerprint", "scene_content_hash", "strip_volatile"]
+           "run_fingerprint", "scene_content_hash", "strip_volatile", "DATASET_HASH"]

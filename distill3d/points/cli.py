@@ -23,7 +23,7 @@ import torch
 from distillcore.checks import check_range
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
                                     apply_run_options, config_from_args, save_resolved_config, to_dict)
-from distillcore.runs import HashConfig, RunDirectory, check_output_is_not_input, run_fingerprint
+from distillcore.runs import DATASET_HASH, RunDirectory, check_output_is_not_input, run_fingerprint
 from distillcore.serialization import write_json_atomic
 
 from distill3d.points.distill import DistillConfig
@@ -149,14 +149,10 @@ def _train_config(args) -> TrainConfig:
     return args.train_config
 
 
-# data folders can hold real KITTI (thousands of multi-MB scans): hash small files whole, sample the rest
-DATA_HASH = HashConfig(full_bytes=64 << 10, sample_bytes=4 << 10)
-
-
 def _guard(args, **inputs) -> RunDirectory:
     """The lock, writability check and overwrite / resume rules of ``--out`` (distillcore.runs), with the
     fingerprint of the data, the settings and ``inputs``."""
-    fingerprint = run_fingerprint(scene=args.data, hash_config=DATA_HASH, config=asdict(_train_config(args)),
+    fingerprint = run_fingerprint(scene=args.data, hash_config=DATASET_HASH, config=asdict(_train_config(args)),
                                   split=args.split, classes=list(args.classes), width=args.width, **inputs)
     return RunDirectory.for_file(args.out, fingerprint=fingerprint, resume=args.resume, overwrite=args.overwrite)
 

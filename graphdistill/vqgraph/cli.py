@@ -80,11 +80,10 @@ def _train(args) -> int:
 def _run_folder(args, config: VQGraphConfig, students: tuple[str, ...]):
     """``--out`` guarded before any work (distillcore.runs: writable, locked, an existing run resumed only
     with --resume and the same inputs, replaced only with --overwrite)."""
-    from distillcore.runs import HashConfig, RunDirectory, run_fingerprint, scene_content_hash
+    from distillcore.runs import DATASET_HASH, RunDirectory, run_fingerprint, scene_content_hash
 
-    sampled = HashConfig(full_bytes=64 << 10, sample_bytes=4 << 10)  # public data sets can be large
     data = (hashlib.sha256(args.graph.read_bytes()).hexdigest() if args.graph is not None and args.graph.is_file()
-            else scene_content_hash(args.root, sampled) if args.root else None)
+            else scene_content_hash(args.root, DATASET_HASH) if args.root else None)
     fingerprint = run_fingerprint(config=config.to_dict(), dataset=str(args.graph or args.dataset), data=data,
                                   setting=args.setting, seed=args.seed, students=list(students),
                                   public_split=args.public_split)
