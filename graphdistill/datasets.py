@@ -24,14 +24,19 @@ from graphdistill.data.node import (  # noqa: F401
 # --- graph classification (graphdistill.data.graphs) ---
 from graphdistill.data.graphs import (  # noqa: F401
     OFFLINE_DATASETS,
+    GraphArrays,
     GraphSplits,
+    ReplicateConfig,
     SplitConfig,
     as_graph,
     graph_splits_from_list,
     load_graph_dataset,
     load_graph_file,
     load_nci_tpsa,
+    load_ogb_graph_arrays,
     load_ogb_graph_property,
     load_solubility,
     load_tu_dataset,
+    offline_molecules,
+    replicate_molecules,
 )

@@ -21,12 +21,20 @@ Standard sets read from local files (real users download them once; offline a mi
 (``ROOT/NAME/raw/NAME_A.txt`` ...) and OGB's graph-property layout (``ROOT/ogbg_molhiv/raw/*.csv.gz``
 plus ``split/<type>/{train,valid,test}.csv.gz``), the latter read with numpy so that the ``ogb``
 package is not needed.
+
+Large sets as arrays (:class:`GraphArrays`: one disjoint union, no Python object per graph, saved
+as ``.npy`` files): multi-task OGB sets with missing labels (:func:`load_ogb_graph_arrays`, e.g.
+ogbg-molpcba's 128 tasks) and the offline molecules replicated to millions of graphs
+(:func:`replicate_molecules`) for scale benchmarks.
 """
 from __future__ import annotations
 
 import csv
 import gzip
+import io
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +69,214 @@ class GraphSplits:
 
     def all_graphs(self) -> list[Data]:
         return self.train + self.val + self.test
+
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class GraphArrays:
+    """A graph-classification set as one disjoint union of arrays (no Python object per graph).
+
+    Graph ``g`` owns nodes ``node_ptr[g]:node_ptr[g+1]`` and edges ``edge_ptr[g]:edge_ptr[g+1]``
+    (``edge_index`` holds node ids of the whole union). ``y`` [G, T] holds one class per task, NaN
+    where a label is missing (molpcba-style multi-task sets); ``split`` [G] is 0 / 1 / 2 for train /
+    val / test.
+
+    Shapes:
+        x: [N, F], edge_index: [2, E] int64, edge_attr: [E, F_e] or None, node_ptr / edge_ptr: [G + 1]
+        int64, y: [G, T] float64, split: [G] int8.
+    """
+
+    name: str
+    x: np.ndarray
+    edge_index: np.ndarray
+    edge_attr: np.ndarray | None
+    node_ptr: np.ndarray
+    edge_ptr: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    num_classes: int
+    task_names: list[str] = field(default_factory=lambda: ["y"])
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self.node_ptr) - 1
+
+    @property
+    def num_tasks(self) -> int:
+        return self.y.shape[1]
+
+    def check(self) -> "GraphArrays":
+        """Raises ``ValueError`` (one line naming the set) on inconsistent arrays, empty graphs, edges leaving
+        their graph, labels that are not classes ``0..num_classes-1``, or a task whose labels are all missing
+        (it has no class to mine: the column must be dropped, not silently skipped, so that task indices of
+        the distilled file stay those of the data set)."""
+        n, g = self.x.shape[0], self.num_graphs
+        if g < 1 or self.node_ptr[0] != 0 or self.node_ptr[-1] != n or self.edge_ptr[0] != 0 or self.edge_ptr[-1] != self.edge_index.shape[1]:
+            raise ValueError(f"{self.name}: node_ptr / edge_ptr do not cover the {n} nodes and {self.edge_index.shape[1]} edges")
+        if self.y.shape[0] != g or len(self.split) != g or self.y.ndim != 2:
+            raise ValueError(f"{self.name}: y {list(self.y.shape)} and split [{len(self.split)}] must have one row per graph ({g})")
+        if (np.diff(self.node_ptr) <= 0).any():
+            raise ValueError(f"{self.name}: graph {int(np.flatnonzero(np.diff(self.node_ptr) <= 0)[0])} has no nodes")
+        graph = np.repeat(np.arange(g), np.diff(self.edge_ptr))
+        low, high = self.node_ptr[graph], self.node_ptr[graph + 1]
+        outside = ((self.edge_index < low) | (self.edge_index >= high)).any(0)
+        if outside.any():
+            raise ValueError(f"{self.name}: edge {int(np.flatnonzero(outside)[0])} of graph {int(graph[outside][0])} leaves its graph")
+        for t, task in enumerate(self.task_names):
+            column = self.y[:, t]
+            known = column[~np.isnan(column)]
+            if known.size == 0:
+                raise ValueError(f"{self.name}: task {task!r} (column {t}) has no labels (all missing); drop the column")
+            if (known != np.round(known)).any() or known.min() < 0 or known.max() >= self.num_classes:
+                raise ValueError(f"{self.name}: task {task!r} has labels outside the classes 0..{self.num_classes - 1}")
+        if not np.isin(self.split, (0, 1, 2)).all():
+            raise ValueError(f"{self.name}: split codes must be 0 (train), 1 (val) or 2 (test)")
+        return self
+
+    def select(self, keep: np.ndarray) -> "GraphArrays":
+        """The graphs where ``keep`` [G] is true, in order, renumbered."""
+        graphs = np.flatnonzero(keep)
+        nodes, node_ptr = _ranges(self.node_ptr, graphs)
+        edges, edge_ptr = _ranges(self.edge_ptr, graphs)
+        shift = np.repeat(node_ptr[:-1] - self.node_ptr[graphs], np.diff(edge_ptr))
+        return GraphArrays(self.name, self.x[nodes], self.edge_index[:, edges] + shift,
+                           None if self.edge_attr is None else self.edge_attr[edges], node_ptr, edge_ptr,
+                           self.y[graphs], self.split[graphs], self.num_classes, self.task_names, self.class_names)
+
+    def nbytes(self, keep: np.ndarray) -> int:
+        """Bytes of x, edge_index, edge_attr and y of the graphs where ``keep`` is true (``graphs_nbytes``'s
+        count: edge ids and labels as int64)."""
+        counts = np.diff(self.node_ptr)[keep].sum(), np.diff(self.edge_ptr)[keep].sum()
+        row = self.x.shape[1] * self.x.dtype.itemsize
+        edge_row = 16 + (0 if self.edge_attr is None else self.edge_attr.shape[1] * self.edge_attr.dtype.itemsize)
+        return int(counts[0] * row + counts[1] * edge_row + int(keep.sum()) * 8 * self.num_tasks)
+
+    @staticmethod
+    def from_splits(splits: GraphSplits) -> "GraphArrays":
+        """A split set of PyG graphs (one class per graph) as arrays, graphs ordered train, val, test."""
+        graphs = splits.all_graphs()
+        node_counts = np.array([g.num_nodes for g in graphs], dtype=np.int64)
+        edge_counts = np.array([g.edge_index.shape[1] for g in graphs], dtype=np.int64)
+        node_ptr = np.concatenate([[0], np.cumsum(node_counts)])
+        edge_ptr = np.concatenate([[0], np.cumsum(edge_counts)])
+        has_attr = {g.edge_attr is not None for g in graphs}
+        if len(has_attr) > 1:
+            raise ValueError(f"{splits.name}: some graphs have edge_attr and some do not")
+        edge_index = torch.cat([g.edge_index for g in graphs], 1).numpy() + np.repeat(node_ptr[:-1], edge_counts)
+        split = np.repeat(np.arange(3, dtype=np.int8), [len(splits.train), len(splits.val), len(splits.test)])
+        return GraphArrays(
+            splits.name, torch.cat([g.x for g in graphs]).numpy(), edge_index,
+            torch.cat([g.edge_attr for g in graphs]).numpy() if has_attr == {True} else None,
+            node_ptr, edge_ptr, np.array([[float(g.y.reshape(-1)[0])] for g in graphs]), split,
+            splits.num_classes, ["y"], list(splits.class_names),
+        )
+
+    def save(self, folder: str | Path) -> Path:
+        """Writes one ``.npy`` per array and ``meta.json`` into ``folder`` (each file atomically)."""
+        from distillcore.serialization import atomic_write, write_json_atomic
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in ARRAY_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                atomic_write(folder / f"{key}.npy", lambda tmp, v=value: np.save(tmp, np.ascontiguousarray(v), allow_pickle=False))
+        write_json_atomic(folder / "meta.json", {"format": ARRAYS_FORMAT, "name": self.name, "num_classes": self.num_classes,
+                                                 "task_names": self.task_names, "class_names": self.class_names})
+        return folder
+
+    @staticmethod
+    def load(folder: str | Path) -> "GraphArrays":
+        """Reads a folder written by :meth:`save` (``allow_pickle=False``: nothing in it is run)."""
+        from distillcore.serialization import load_arrays
+
+        folder = Path(folder)
+        if not (folder / "meta.json").is_file():
+            raise FileNotFoundError(f"graph arrays folder {folder} has no meta.json (write one with GraphArrays.save)")
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != ARRAYS_FORMAT:
+            raise ValueError(f"{folder}/meta.json is not a {ARRAYS_FORMAT} description")
+        arrays = {key: load_arrays(folder / f"{key}.npy", what="graph array")
+                  for key in ARRAY_KEYS if key != "edge_attr" or (folder / "edge_attr.npy").exists()}
+        arrays.setdefault("edge_attr", None)
+        return GraphArrays(meta["name"], num_classes=meta["num_classes"], task_names=meta["task_names"],
+                           class_names=meta["class_names"], **arrays).check()
+
+
+ARRAYS_FORMAT = "graphdistill-graph-arrays-v1"
+ARRAY_KEYS = ("x", "edge_index", "edge_attr", "node_ptr", "edge_ptr", "y", "split")
+
+
+def _ranges(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated positions ``ptr[r]:ptr[r+1]`` of ``rows`` and their new offsets."""
+    counts = ptr[rows + 1] - ptr[rows]
+    new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return np.repeat(ptr[rows] - new_ptr[:-1], counts) + np.arange(new_ptr[-1]), new_ptr
+
+
+@dataclass
+class ReplicateConfig:
+    """Scale copies of the offline molecule sets (:func:`replicate_molecules`)."""
+
+    num_graphs: int = 1_000_000
+    sources: tuple[str, ...] = ("solubility", "nci-tpsa")
+    # share of atoms whose hydrogen count (a categorical atom feature) is redrawn in every copy after the
+    # first, so that new computation trees keep appearing as a real large set's do (pure copies would add
+    # no distinct tree); 0 gives exact copies
+    mutate_fraction: float = 0.05
+    seed: int = 0
+
+
+NUM_HS_COLUMN = 4  # from_smiles atom features: atomic number, chirality, degree, formal charge, num Hs, ...
+
+
+def offline_molecules(sources: tuple[str, ...] = ("solubility", "nci-tpsa")) -> GraphArrays:
+    """The offline molecule sets as one array set (solubility's 3 classes and nci-tpsa's 2 keep their ids)."""
+    parts = [GraphArrays.from_splits(load_graph_dataset(name)) for name in sources]
+    return _concat(parts, "+".join(sources))
+
+
+def replicate_molecules(config: ReplicateConfig | None = None, base: GraphArrays | None = None) -> GraphArrays:
+    """The offline molecule sets (or ``base``) tiled to ``num_graphs`` graphs, built as arrays (seconds for
+    millions of graphs; nothing is downloaded). Copy ``r`` of a molecule keeps its label and split; every
+    copy after the first redraws ``mutate_fraction`` of its atoms' hydrogen counts (seeded). A scale test
+    set for hashing and mining, not chemistry: labels are the originals', mutated atoms are not valid ones."""
+    config = config or ReplicateConfig()
+    check_positive(config.num_graphs, "ReplicateConfig.num_graphs")
+    if not 0 <= config.mutate_fraction <= 1:
+        raise ValueError(f"ReplicateConfig.mutate_fraction must be in [0, 1], got {config.mutate_fraction}")
+    base = base if base is not None else offline_molecules(config.sources)
+    graphs = np.arange(config.num_graphs) % base.num_graphs
+    nodes, node_ptr = _ranges(base.node_ptr, graphs)
+    edges, edge_ptr = _ranges(base.edge_ptr, graphs)
+    shift = np.repeat(node_ptr[:-1] - base.node_ptr[graphs], np.diff(edge_ptr))
+    x = base.x[nodes]
+    rng = np.random.default_rng(config.seed)
+    copy_of_node = np.repeat(np.arange(config.num_graphs) // base.num_graphs, np.diff(node_ptr))
+    mutate = (copy_of_node > 0) & (rng.random(len(nodes)) < config.mutate_fraction)
+    x[mutate, NUM_HS_COLUMN] = rng.integers(0, 5, int(mutate.sum()))
+    return GraphArrays(
+        f"{base.name}x{config.num_graphs}", x, base.edge_index[:, edges] + shift,
+        None if base.edge_attr is None else base.edge_attr[edges], node_ptr, edge_ptr, base.y[graphs],
+        base.split[graphs], base.num_classes, base.task_names, base.class_names,
+    ).check()
+
+
+def _concat(parts: list[GraphArrays], name: str) -> GraphArrays:
+    """Disjoint union of array sets with the same feature columns (classes: the largest count)."""
+    node_off = np.cumsum([0] + [p.x.shape[0] for p in parts[:-1]])
+    edge_off = np.cumsum([0] + [p.edge_index.shape[1] for p in parts[:-1]])
+    return GraphArrays(
+        name, np.concatenate([p.x for p in parts]), np.concatenate([p.edge_index + o for p, o in zip(parts, node_off)], 1),
+        None if parts[0].edge_attr is None else np.concatenate([p.edge_attr for p in parts]),
+        np.concatenate([parts[0].node_ptr[:1]] + [p.node_ptr[1:] + o for p, o in zip(parts, node_off)]),
+        np.concatenate([parts[0].edge_ptr[:1]] + [p.edge_ptr[1:] + o for p, o in zip(parts, edge_off)]),
+        np.concatenate([p.y for p in parts]), np.concatenate([p.split for p in parts]),
+        max(p.num_classes for p in parts), parts[0].task_names, [],
+    )
 
 
 def stratified_split(labels: np.ndarray, config: SplitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,6 +421,54 @@ def _read_csv_gz(path: Path, dtype) -> np.ndarray:
         return np.loadtxt(f, delimiter=",", dtype=dtype, ndmin=2)
 
 
+# an empty CSV field (OGB writes a missing multi-task label as nothing between two commas)
+_EMPTY_FIELD = re.compile(r"(?<=,)(?=,|$)|^(?=,)|^$", flags=re.M)
+
+
+def _read_labels_csv_gz(path: Path) -> np.ndarray:
+    """[G, T] float labels of an OGB ``graph-label.csv.gz``; empty fields and ``nan`` are missing (NaN)."""
+    if not path.exists():
+        raise FileNotFoundError(path)
+    with gzip.open(path, "rt") as f:
+        text = f.read().rstrip("\n")
+    return np.loadtxt(io.StringIO(_EMPTY_FIELD.sub("nan", text)), delimiter=",", dtype=np.float64, ndmin=2)
+
+
+OGB_RAW_FILES = ("edge.csv.gz", "node-feat.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz", "graph-label.csv.gz")
+
+
+def _read_ogb_raw(root: str | Path, name: str, split: str) -> dict:
+    """The arrays of an unzipped OGB graph-property folder (see :func:`load_ogb_graph_property`)."""
+    folder = Path(root) / name.replace("-", "_")
+    raw = folder / "raw"
+    try:
+        out = {
+            "edges": _read_csv_gz(raw / "edge.csv.gz", np.int64),
+            "node_feat": _read_csv_gz(raw / "node-feat.csv.gz", np.int64),
+            "num_nodes": _read_csv_gz(raw / "num-node-list.csv.gz", np.int64).reshape(-1),
+            "num_edges": _read_csv_gz(raw / "num-edge-list.csv.gz", np.int64).reshape(-1),
+            "labels": _read_labels_csv_gz(raw / "graph-label.csv.gz"),
+            "split_idx": {s: _read_csv_gz(folder / "split" / split / f"{s}.csv.gz", np.int64).reshape(-1)
+                          for s in ("train", "valid", "test")},
+        }
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"OGB data set {name!r}: {err.args[0]} is missing (expected {', '.join(f'raw/{f}' for f in OGB_RAW_FILES)}, "
+            f"optional raw/edge-feat.csv.gz and split/{split}/{{train,valid,test}}.csv.gz under {folder}). Download "
+            f"http://snap.stanford.edu/ogb/data/graphproppred/csv_mol_download/{name.split('-')[-1]}.zip once and unzip "
+            f"it so that {raw} exists; nothing is downloaded at run time."
+        ) from None
+    edge_feat_path = raw / "edge-feat.csv.gz"
+    out["edge_feat"] = _read_csv_gz(edge_feat_path, np.int64) if edge_feat_path.exists() else None
+    num_graphs = out["num_nodes"].size
+    for key, what in (("num_edges", "num-edge-list"), ("labels", "graph-label")):
+        if len(out[key]) != num_graphs:
+            raise ValueError(f"OGB data set {name!r}: {what} has {len(out[key])} rows for {num_graphs} graphs in num-node-list")
+    if out["num_nodes"].sum() != len(out["node_feat"]) or out["num_edges"].sum() != len(out["edges"]):
+        raise ValueError(f"OGB data set {name!r}: node-feat / edge rows do not add up to num-node-list / num-edge-list")
+    return out
+
+
 def load_ogb_graph_property(root: str | Path, name: str = "ogbg-molhiv", split: str = "scaffold") -> GraphSplits:
     """An OGB graph-property set (single-task classification) read from OGB's raw CSV files.
 
@@ -212,26 +476,13 @@ def load_ogb_graph_property(root: str | Path, name: str = "ogbg-molhiv", split: 
     ``raw/node-feat.csv.gz``, optional ``raw/edge-feat.csv.gz``, ``raw/num-node-list.csv.gz``,
     ``raw/num-edge-list.csv.gz``, ``raw/graph-label.csv.gz`` and ``split/<split>/{train,valid,test}.csv.gz``.
     OGB stores each undirected edge once; both directions are added here as PyG's loader does.
+    Multi-task sets (ogbg-molpcba) are read as arrays by :func:`load_ogb_graph_arrays`.
     """
-    folder = Path(root) / name.replace("-", "_")
-    raw = folder / "raw"
-    try:
-        edges = _read_csv_gz(raw / "edge.csv.gz", np.int64)
-        node_feat = _read_csv_gz(raw / "node-feat.csv.gz", np.int64)
-        num_nodes = _read_csv_gz(raw / "num-node-list.csv.gz", np.int64).reshape(-1)
-        num_edges = _read_csv_gz(raw / "num-edge-list.csv.gz", np.int64).reshape(-1)
-        labels = _read_csv_gz(raw / "graph-label.csv.gz", np.float64)
-        split_idx = {s: _read_csv_gz(folder / "split" / split / f"{s}.csv.gz", np.int64).reshape(-1) for s in ("train", "valid", "test")}
-    except FileNotFoundError as err:
-        raise FileNotFoundError(
-            f"OGB data set {name!r}: {err.args[0]} is missing. Download http://snap.stanford.edu/ogb/data/graphproppred/"
-            f"csv_mol_download/{name.split('-')[-1]}.zip once and unzip it so that {raw} exists; nothing is "
-            "downloaded at run time."
-        ) from None
-    edge_feat_path = raw / "edge-feat.csv.gz"
-    edge_feat = _read_csv_gz(edge_feat_path, np.int64) if edge_feat_path.exists() else None
+    raw = _read_ogb_raw(root, name, split)
+    edges, node_feat, num_nodes, num_edges, labels = (raw[k] for k in ("edges", "node_feat", "num_nodes", "num_edges", "labels"))
+    edge_feat, split_idx = raw["edge_feat"], raw["split_idx"]
     if labels.shape[1] != 1:
-        raise ValueError(f"{name}: {labels.shape[1]} tasks; only single-task graph classification is supported")
+        raise ValueError(f"{name}: {labels.shape[1]} tasks; read multi-task sets with load_ogb_graph_arrays")
     if np.isnan(labels).any():
         raise ValueError(f"{name}: {int(np.isnan(labels).sum())} graph labels are missing (NaN)")
     node_ptr = np.concatenate([[0], np.cumsum(num_nodes)])
@@ -251,6 +502,40 @@ def load_ogb_graph_property(root: str | Path, name: str = "ogbg-molhiv", split: 
     train, val, test = ([graphs[j] for j in split_idx[s]] for s in ("train", "valid", "test"))
     num_classes = int(labels.max()) + 1
     return GraphSplits(name, train, val, test, num_classes, [str(c) for c in range(num_classes)])
+
+
+def load_ogb_graph_arrays(root: str | Path, name: str = "ogbg-molpcba", split: str = "scaffold") -> "GraphArrays":
+    """An OGB graph-property set, single- or multi-task (ogbg-molpcba: 128 binary tasks, missing labels
+    as empty fields), from OGB's raw files (:func:`load_ogb_graph_property` names them) as
+    :class:`GraphArrays`, with both directions of every edge (forward block, then backward, per graph)."""
+    raw = _read_ogb_raw(root, name, split)
+    edges, num_nodes, num_edges, labels = raw["edges"], raw["num_nodes"], raw["num_edges"], raw["labels"]
+    node_ptr = np.concatenate([[0], np.cumsum(num_nodes)]).astype(np.int64)
+    one_way_ptr = np.concatenate([[0], np.cumsum(num_edges)]).astype(np.int64)
+    graph = np.repeat(np.arange(num_nodes.size), num_edges)
+    within = np.arange(len(edges)) - one_way_ptr[graph]
+    forward = 2 * one_way_ptr[graph] + within  # graph g: its edges, then the same edges reversed
+    backward = forward + num_edges[graph]
+    glob = edges.T + node_ptr[graph]
+    edge_index = np.empty((2, 2 * len(edges)), dtype=np.int64)
+    edge_index[:, forward], edge_index[:, backward] = glob, glob[::-1]
+    edge_attr = None
+    if raw["edge_feat"] is not None:
+        edge_attr = np.empty((2 * len(edges), raw["edge_feat"].shape[1]), dtype=np.int64)
+        edge_attr[forward], edge_attr[backward] = raw["edge_feat"], raw["edge_feat"]
+    split_of = np.full(num_nodes.size, -1, dtype=np.int8)
+    for code, key in enumerate(("train", "valid", "test")):
+        idx = raw["split_idx"][key]
+        if (split_of[idx] >= 0).any():
+            raise ValueError(f"{name}: split {split!r} puts graph {int(idx[split_of[idx] >= 0][0])} in two of train / valid / test")
+        split_of[idx] = code
+    if (split_of < 0).any():
+        raise ValueError(f"{name}: split {split!r} leaves {int((split_of < 0).sum())} graphs out of train / valid / test")
+    known = labels[~np.isnan(labels)]
+    num_classes = int(known.max()) + 1 if known.size else 2
+    arrays = GraphArrays(name, raw["node_feat"], edge_index, edge_attr, node_ptr, 2 * one_way_ptr, labels, split_of,
+                         num_classes, [f"task{t}" for t in range(labels.shape[1])], [str(c) for c in range(num_classes)])
+    return arrays.check()
 
 
 def _split_pooled(name: str, graphs: list[Data], config: SplitConfig) -> GraphSplits:

@@ -1,4 +1,5 @@
 """Mirage: model-agnostic graph-data-set distillation into frequent computation trees."""
+from .cluster import ClusterConfig
 from .distill import DistillConfig, distill
 from .distilled import DistilledDataset, graphs_nbytes
 from .labels import DiscretizeConfig, discretize
@@ -8,6 +9,7 @@ from .train import TrainConfig, evaluate, train_gnn
 from .trees import TreeTables, hash_trees, unroll_trees
 
 __all__ = [
+    "ClusterConfig",
     "DiscretizeConfig",
     "DistillConfig",
     "DistilledDataset",

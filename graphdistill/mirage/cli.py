@@ -12,7 +12,8 @@ from distillcore.config_cli import (add_config_arguments, add_config_file_argume
 from distillcore.runs import RunDirectory, check_output_is_not_input
 from distillcore.serialization import save_atomic, to_json
 
-from ..data.graphs import OFFLINE_DATASETS, SplitConfig, load_graph_dataset
+from ..data.graphs import OFFLINE_DATASETS, GraphArrays, SplitConfig, load_graph_dataset, load_ogb_graph_arrays
+from .cluster import ClusterConfig
 from .distill import DistillConfig, distill
 from .distilled import DistilledDataset
 from .models import ModelConfig
@@ -24,7 +25,8 @@ class MirageDistillCommand:
     """`graphdistill mirage distill` options outside the distillation config."""
     # your own graphs instead of DATASET: a torch.save file of a list of dicts of tensors {x, edge_index, y
     # [, edge_attr]} (torch.save([g.to_dict() for g in graphs], 'graphs.pt')), split by --val-fraction /
-    # --test-fraction, or of a dict with train / val / test lists
+    # --test-fraction, or of a dict with train / val / test lists; or a folder of arrays (GraphArrays.save:
+    # .npy files, own split, multi-task labels allowed)
     dataset_file: str | None = None
     root: str | None = None  # folder holding OGB / TU data set files (not needed for the offline sets)
     out: str | None = None  # distilled file to write (default: <dataset>.mirage.pt)
@@ -32,6 +34,9 @@ class MirageDistillCommand:
     support: tuple[float, ...] = ()
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)  # train / val / test split of the graphs
     overwrite: bool = False  # replace an existing file at --out (else this fails)
+    # hashing / mining processes: --workers N starts Ray on this machine, --address HOST:PORT joins a cluster
+    # (needs the [dist] extra); the distilled file is the same either way
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
 
 
 @dataclasses.dataclass
@@ -52,7 +57,9 @@ class MirageTrainCommand:
 DISTILL_ALIASES = {"discretize.num_bins": "--num-bins", "mining.multiset": "--multiset",
                    "mining.exclusive": "--exclusive", "mining.max_pattern_size": "--max-pattern-size",
                    "split.seed": "--split-seed", "split.val_fraction": "--val-fraction",
-                   "split.test_fraction": "--test-fraction"}
+                   "split.test_fraction": "--test-fraction", "cluster.workers": "--workers",
+                   "cluster.address": "--address", "cluster.shards": "--shards",
+                   "cluster.connect_timeout": "--connect-timeout"}
 
 
 def add_parser(subparsers, name: str, help: str) -> None:
@@ -64,7 +71,8 @@ def add_parser(subparsers, name: str, help: str) -> None:
                        description="Mine per-class frequent computation trees into one file; the resolved config "
                                    "is written beside it (OUT's stem + .config.json).")
     d.add_argument("dataset", nargs="?", default=None,
-                   help=f"{' | '.join(OFFLINE_DATASETS)} (offline), ogbg-<name> or tu:<NAME> (local files under --root)")
+                   help=f"{' | '.join(OFFLINE_DATASETS)} (offline), ogbg-<name> (local OGB files under --root; "
+                        "multi-task sets such as ogbg-molpcba too) or tu:<NAME> (local files under --root)")
     add_config_file_arguments(d)
     add_config_arguments(d, MirageDistillCommand, group_title="command", aliases=DISTILL_ALIASES)
     add_config_arguments(d, DistillConfig, group_title="distillation config (DistillConfig)",
@@ -97,19 +105,29 @@ def _distill(args: argparse.Namespace) -> int:
     if (args.dataset is None) == (args.dataset_file is None):
         raise ValueError("give either a DATASET name or --dataset-file FILE (exactly one)")
     split = command.split
-    if args.dataset_file is not None:
-        splits = load_graph_file(args.dataset_file, split)
+    command.cluster.validate()  # a bad --workers / --address fails before any data is read
+    if args.dataset_file is not None and Path(args.dataset_file).is_dir():  # GraphArrays.save's folder, own split
+        data = GraphArrays.load(args.dataset_file)
         source = {"kind": "file", "path": os.path.abspath(args.dataset_file)}
+    elif args.dataset_file is not None:
+        data = load_graph_file(args.dataset_file, split)
+        source = {"kind": "file", "path": os.path.abspath(args.dataset_file)}
+    elif args.dataset.lower().startswith("ogbg-"):  # arrays: 438k molpcba graphs need no Python object each
+        if args.root is None:
+            raise ValueError(f"data set {args.dataset!r} is read from local files: pass --root <folder holding it>")
+        data = load_ogb_graph_arrays(args.root, args.dataset.lower())
+        source = {"kind": "builtin", "name": args.dataset, "root": os.path.abspath(args.root)}
     else:
-        splits = load_graph_dataset(args.dataset, args.root, split)
+        data = load_graph_dataset(args.dataset, args.root, split)
         source = {"kind": "builtin", "name": args.dataset, "root": None if args.root is None else os.path.abspath(args.root)}
-    out = Path(args.out or f"{Path(splits.name).stem.replace(':', '_')}.mirage.pt")
+    out = Path(args.out or f"{Path(data.name).stem.replace(':', '_')}.mirage.pt")
     if args.dataset_file is not None:
         check_output_is_not_input(out, args.dataset_file)
     with _output_file(out, args.overwrite):  # checked writable, locked, not replacing a file unasked
-        distilled = distill(splits, config, split=split, source=source)
+        distilled = distill(data, config, split=None if isinstance(data, GraphArrays) else split, source=source,
+                            cluster=command.cluster)
         file_bytes = distilled.save(out)
-    saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "overwrite")}
+    saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "overwrite", "cluster")}
     save_resolved_config({**saved, **to_dict(config)}, out.parent, name=out.stem + ".config.json")
     summary = {
         "out": str(out),
@@ -120,6 +138,7 @@ def _distill(args: argparse.Namespace) -> int:
         "original_bytes": distilled.original_nbytes,
         "compression_ratio": round(distilled.compression_ratio, 1),
         "cpu_seconds": round(distilled.meta["cpu_seconds"], 3),
+        "workers": command.cluster.workers,
     }
     print(to_json(summary))
     return 0
@@ -151,6 +170,9 @@ def _train_to(args: argparse.Namespace) -> int:
     from .train import check_feature_compatible, evaluation_splits
 
     distilled = DistilledDataset.load(args.distilled)
+    if distilled.num_tasks > 1:  # the trainer fits one class per graph; a per-task masked loss is not written yet
+        raise ValueError(f"{args.distilled} is a {distilled.num_tasks}-task distilled set: `mirage train` trains "
+                         "single-task classifiers only (read its patterns with DistilledDataset.to_graphs: graph.task)")
     splits = evaluation_splits(distilled.meta, args.dataset_file, args.root)
     for name, graphs in (("validation", splits.val), ("test", splits.test)):
         check_feature_compatible(graphs, distilled.feature_spec, distilled.edge_features is not None, name,

@@ -6,10 +6,15 @@ share of class :math:`c`'s pattern frequency mass whose patterns it contains,
 
 .. math:: s_c(G) = \frac{\sum_{P \in \mathcal{P}_c,\ P \subseteq G} f_P}{\sum_{P \in \mathcal{P}_c} f_P},
 
-normalised over classes and scored by ROC-AUC. Supports are tried from high to low (sets only grow,
+normalised over the classes (of each task) and scored by ROC-AUC (the mean over tasks for
+multi-task sets). Supports are tried from high to low (sets only grow,
 and a support whose set is less than ``min_compression`` times smaller than the training set ends
 the sweep); the highest support within ``sweep_tolerance`` of the best score wins (the smallest good
 set).
+
+Hashing and support counting run as map-reduce over shards of graphs
+(:mod:`graphdistill.mirage.shards`), in this process or on Ray workers
+(:mod:`graphdistill.mirage.cluster`); the distilled file is the same for any number of shards.
 """
 from __future__ import annotations
 
@@ -19,15 +24,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch_geometric.data import Batch, Data
 
-from ..data.graphs import GraphSplits, SplitConfig, check_graph, graph_splits_from_list
-from .distilled import DistilledDataset, graphs_nbytes, prune_tables
+from ..data.graphs import GraphArrays, GraphSplits, SplitConfig, check_graph, graph_splits_from_list
+from .cluster import ClusterConfig, open_executor
+from .distilled import DistilledDataset, prune_tables
 from .labels import DiscretizeConfig, discretize
-from .mining import MinedPatterns, MiningConfig, encode_transaction, mine_patterns
+from .mining import MinedPatterns, MiningConfig, encode_transaction, group_sizes, mine_shards
 from .models import FeatureSpec
+from .shards import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL, count_supports, gather_graph_trees, hash_shards, shard_arrays
 from .train import classification_metrics
-from .trees import hash_trees
 
 
 @dataclass
@@ -64,8 +69,9 @@ def _items_matrix(transactions: list[list[tuple[int, int]]], item_index: dict[tu
 
 
 def pattern_scores(graph_trees: list[np.ndarray], mined: MinedPatterns, multiset: bool) -> np.ndarray:
-    """[G, C] normalised pattern-containment scores :math:`s_c(G)` (module docstring)."""
-    num_classes = len(mined.patterns)
+    """[G, groups] pattern-containment scores :math:`s_c(G)` (module docstring), normalised over the
+    classes of each task."""
+    num_groups = len(mined.patterns)
     pattern_items = [
         [encode_transaction(np.array(p), multiset) for p in found] for found in mined.patterns
     ]
@@ -75,7 +81,7 @@ def pattern_scores(graph_trees: list[np.ndarray], mined: MinedPatterns, multiset
             for item in items:
                 item_index.setdefault(item, len(item_index))
     graphs = _items_matrix([encode_transaction(t, multiset) for t in graph_trees], item_index)
-    scores = np.zeros((len(graph_trees), num_classes))
+    scores = np.zeros((len(graph_trees), num_groups))
     for c, (found, items) in enumerate(zip(mined.patterns, pattern_items)):
         if not found:
             continue
@@ -83,125 +89,162 @@ def pattern_scores(graph_trees: list[np.ndarray], mined: MinedPatterns, multiset
         contained = (graphs @ patterns.T).toarray() == np.asarray(patterns.sum(1)).T  # [G, P]
         frequency = np.array(list(found.values()), dtype=np.float64)
         scores[:, c] = contained @ frequency / frequency.sum()
-    total = scores.sum(1, keepdims=True)
-    return np.where(total > 0, scores / np.where(total > 0, total, 1), 1.0 / num_classes)
+    per_task = scores.reshape(len(graph_trees), mined.num_tasks, -1)
+    total = per_task.sum(2, keepdims=True)
+    normalised = np.where(total > 0, per_task / np.where(total > 0, total, 1), 1.0 / per_task.shape[2])
+    return normalised.reshape(len(graph_trees), num_groups)
 
 
-def _graph_tree_lists(tree_ids: torch.Tensor, ptr: torch.Tensor) -> list[np.ndarray]:
-    ids = tree_ids.numpy()
-    return [ids[ptr[i] : ptr[i + 1]] for i in range(ptr.numel() - 1)]
+def validation_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of the pattern scores [G, T * C] against labels ``y`` [G, T] (NaN: missing): the metric of
+    the one task, or the mean over the tasks whose known validation labels hold every class."""
+    num_tasks = y.shape[1]
+    num_classes = scores.shape[1] // num_tasks
+    aucs = []
+    for t in range(num_tasks):
+        known = ~np.isnan(y[:, t])
+        labels = y[known, t].astype(np.int64)
+        if num_tasks > 1 and np.unique(labels).size < num_classes:
+            continue  # AUC is undefined on one class
+        aucs.append(classification_metrics(labels, scores[known, t * num_classes : (t + 1) * num_classes])["roc_auc"])
+    if not aucs:
+        raise ValueError("no task has validation graphs of every class: cannot score a support sweep; set the support")
+    return float(np.mean(aucs))
 
 
-def distill(splits: GraphSplits | list, config: DistillConfig | None = None, *, split: SplitConfig | None = None,
-            source: dict | None = None) -> DistilledDataset:
-    """Distils ``splits.train`` into per-class frequent computation-tree sets (see the module docstring).
+def distill(data: GraphSplits | GraphArrays | list, config: DistillConfig | None = None, *, split: SplitConfig | None = None,
+            source: dict | None = None, cluster: ClusterConfig | None = None) -> DistilledDataset:
+    """Distils the training graphs into per-class frequent computation-tree sets (see the module docstring).
 
     Args:
-        splits: a split data set, or a plain list of graphs (PyG ``Data`` or dicts of tensors with
-            ``x`` [N, F], ``edge_index`` [2, E], optional ``edge_attr``, one class id ``y`` per graph),
-            split train / val / test by ``split`` (fractions and seed; default ``SplitConfig()``).
+        data: a split data set, the same as arrays (:class:`GraphArrays`; also multi-task sets with
+            missing labels), or a plain list of graphs (PyG ``Data`` or dicts of tensors with ``x``
+            [N, F], ``edge_index`` [2, E], optional ``edge_attr``, one class id ``y`` per graph), split
+            train / val / test by ``split`` (fractions and seed; default ``SplitConfig()``).
         source: where the graphs came from, stored in ``meta["source"]`` so ``mirage train`` can find
             the evaluation graphs again (``{"kind": "builtin", "name", "root"}`` or ``{"kind": "file",
             "path"}``); default: built-in name for a ``GraphSplits``, ``{"kind": "graphs"}`` for a list
             (then ``mirage train`` needs the evaluation graphs passed to it).
+        cluster: where hashing and mining run (:class:`~graphdistill.mirage.cluster.ClusterConfig`:
+            shards in this process, local Ray workers or a Ray cluster); the file does not depend on it.
     """
     config = config or DistillConfig()
-    if not isinstance(splits, GraphSplits):
-        split = split or SplitConfig()
-        splits = graph_splits_from_list(splits, split)
-        source = source or {"kind": "graphs"}
-    source = dict(source or {"kind": "builtin", "name": splits.name})
+    if isinstance(data, GraphArrays):
+        arrays = data.check()
+    else:
+        if not isinstance(data, GraphSplits):
+            split = split or SplitConfig()
+            data = graph_splits_from_list(data, split)
+            source = source or {"kind": "graphs"}
+        if not data.train:
+            raise ValueError(f"{data.name}: no training graphs")
+        for i, g in enumerate(data.train + data.val):
+            check_graph(g, f"{data.name} graph {i}")
+        arrays = GraphArrays.from_splits(data)
+    source = dict(source or {"kind": "builtin", "name": arrays.name})
     if split is not None:  # how the evaluation graphs are cut from the same pool again
         source["split"] = {"val_fraction": split.val_fraction, "test_fraction": split.test_fraction, "seed": split.seed}
     if isinstance(config.depth, bool) or not isinstance(config.depth, int) or config.depth < 1:
         raise ValueError(f"DistillConfig.depth must be an integer >= 1, got {config.depth!r}")
     start = time.process_time()
-    if not splits.train:
-        raise ValueError(f"{splits.name}: no training graphs")
-    graphs: list[Data] = splits.train + splits.val
-    for i, g in enumerate(graphs):
-        check_graph(g, f"{splits.name} graph {i}")
-    if any((g.edge_attr is None) != (graphs[0].edge_attr is None) for g in graphs):
-        raise ValueError(f"{splits.name}: some graphs have edge_attr and some do not")
-    batch = Batch.from_data_list([Data(x=g.x, edge_index=g.edge_index, edge_attr=g.edge_attr) for g in graphs])
-    num_train = len(splits.train)
-    train_nodes = torch.zeros(batch.num_nodes, dtype=torch.bool)
-    train_nodes[: int(batch.ptr[num_train])] = True
-    nodes = discretize(batch.x, train_nodes, config.discretize, name="node features x")
+    if not (arrays.split == SPLIT_TRAIN).any():
+        raise ValueError(f"{arrays.name}: no training graphs")
+    hashed = arrays.select(arrays.split != SPLIT_TEST)  # train and val graphs share one id space
+    train_nodes = torch.from_numpy(np.repeat(hashed.split == SPLIT_TRAIN, np.diff(hashed.node_ptr)))
+    nodes = discretize(torch.from_numpy(hashed.x), train_nodes, config.discretize, name="node features x")
     edges = None
-    if batch.edge_attr is not None:
-        train_edges = train_nodes[batch.edge_index[1]]
-        edges = discretize(batch.edge_attr, train_edges, config.discretize, name="edge features edge_attr")
-    tables = hash_trees(nodes.labels, batch.edge_index, None if edges is None else edges.labels, config.depth)
-    per_graph = _graph_tree_lists(tables.ids[config.depth], batch.ptr)
-    labels = np.array([int(g.y) for g in graphs])
-    train_trees, val_trees = per_graph[:num_train], per_graph[num_train:]
-    train_labels, val_labels = labels[:num_train], labels[num_train:]
+    edge_labels = np.zeros(hashed.edge_index.shape[1], dtype=np.int64)
+    if hashed.edge_attr is not None:
+        train_edges = train_nodes[torch.from_numpy(hashed.edge_index[1])]
+        edges = discretize(torch.from_numpy(hashed.edge_attr), train_edges, config.discretize, name="edge features edge_attr")
+        edge_labels = edges.labels.numpy()
+    num_classes = arrays.num_classes
+    node_labels = nodes.labels.numpy()
 
-    all_x = torch.cat([g.x for g in splits.all_graphs()])
+    def make_shards(num_shards: int) -> list[dict]:
+        return shard_arrays(node_labels, hashed.edge_index, edge_labels, hashed.node_ptr, hashed.edge_ptr, hashed.y,
+                            hashed.split, num_shards)
 
-    def build(mined: MinedPatterns, mining: MiningConfig) -> DistilledDataset:
-        patterns = [(c, p, f) for c, found in enumerate(mined.patterns) for p, f in found.items()]
-        if not patterns:
-            raise ValueError(f"{splits.name}: no frequent pattern at support {mining.min_support}; lower it")
-        pattern_ptr = torch.zeros(len(patterns) + 1, dtype=torch.long)
-        pattern_ptr[1:] = torch.cumsum(torch.tensor([len(p) for _, p, _ in patterns]), 0)
-        flat = torch.tensor([t for _, p, _ in patterns for t in p], dtype=torch.long)
-        levels, top, used_labels = prune_tables(tables.levels, flat)
-        return DistilledDataset(
-            depth=config.depth,
-            num_classes=splits.num_classes,
-            levels=levels,
-            node_features=nodes.table[used_labels],
-            edge_features=None if edges is None else edges.table,
-            pattern_ptr=pattern_ptr.to(torch.int32),
-            pattern_trees=top,
-            pattern_class=torch.tensor([c for c, _, _ in patterns], dtype=torch.int32),
-            pattern_frequency=torch.tensor([f for _, _, f in patterns], dtype=torch.int32),
-            feature_spec=FeatureSpec.of(all_x),
-            original_nbytes=graphs_nbytes(splits.train),
-            meta={
-                "dataset": splits.name,
+    sizes = group_sizes(hashed.y, hashed.split, num_classes)
+    val_y = hashed.y[hashed.split == SPLIT_VAL]
+    with open_executor(make_shards, cluster) as executor:
+        levels = hash_shards(executor, config.depth, nodes.table.shape[0])
+        num_trees = levels[-1].num_trees
+        counts = count_supports(executor, config.depth, num_trees, config.mining.multiset, sizes.size, num_classes)
+        val_trees = gather_graph_trees(executor, config.depth, SPLIT_VAL) if config.sweep is not None else []
+
+        def mine(mining: MiningConfig) -> MinedPatterns:
+            return mine_shards(executor, config.depth, num_trees, sizes, mining, counts, arrays.task_names)
+
+        def build(mined: MinedPatterns, mining: MiningConfig) -> DistilledDataset:
+            patterns = [(g, p, f) for g, found in enumerate(mined.patterns) for p, f in found.items()]
+            if not patterns:
+                raise ValueError(f"{arrays.name}: no frequent pattern at support {mining.min_support}; lower it")
+            pattern_ptr = torch.zeros(len(patterns) + 1, dtype=torch.long)
+            pattern_ptr[1:] = torch.cumsum(torch.tensor([len(p) for _, p, _ in patterns]), 0)
+            flat = torch.tensor([t for _, p, _ in patterns for t in p], dtype=torch.long)
+            kept, top, used_labels = prune_tables(levels, flat)
+            groups = torch.tensor([g for g, _, _ in patterns], dtype=torch.int32)
+            meta = {
+                "dataset": arrays.name,
                 "depth": config.depth,
                 "min_support": mining.min_support,
                 "support_counts": mined.thresholds,
                 "multiset": mining.multiset,
                 "exclusive": mining.exclusive,
-                "num_train_graphs": num_train,
+                "num_train_graphs": int((arrays.split == SPLIT_TRAIN).sum()),
                 "class_sizes": mined.class_sizes,
-                "num_distinct_trees": int(tables.levels[-1].num_trees),
+                "num_distinct_trees": int(num_trees),
                 "source": source,
-            },
-        )
-
-    sweep: list[SweepPoint] = []
-    if config.sweep is None or not val_trees:
-        distilled = build(mine_patterns(train_trees, train_labels, splits.num_classes, config.mining), config.mining)
-    else:
-        candidates = []
-        for support in sorted(config.sweep, reverse=True):
-            mining = replace(config.mining, min_support=support)
-            try:
-                mined = mine_patterns(train_trees, train_labels, splits.num_classes, mining)
-            except ValueError as err:  # too many patterns: lower supports only give more
-                if "max_patterns" not in str(err):
-                    raise
-                break
-            if any(not p for p in mined.patterns):
-                continue  # a class without patterns cannot be trained on
-            candidate = build(mined, mining)
-            if candidate.compression_ratio < config.min_compression:
-                break
-            auc = classification_metrics(val_labels, pattern_scores(val_trees, mined, mining.multiset))["roc_auc"]
-            sweep.append(SweepPoint(support, mined.num_patterns, auc))
-            candidates.append((candidate, auc))
-        if not candidates:
-            raise ValueError(
-                f"{splits.name}: no support in {config.sweep} gives patterns for every class within "
-                f"min_compression={config.min_compression}; try other supports"
+            }
+            if arrays.num_tasks > 1:
+                meta.update(num_tasks=arrays.num_tasks, task_names=arrays.task_names)
+            return DistilledDataset(
+                depth=config.depth,
+                num_classes=num_classes,
+                levels=kept,
+                node_features=nodes.table[used_labels],
+                edge_features=None if edges is None else edges.table,
+                pattern_ptr=pattern_ptr.to(torch.int32),
+                pattern_trees=top,
+                pattern_class=groups % num_classes,
+                pattern_frequency=torch.tensor([f for _, _, f in patterns], dtype=torch.int32),
+                feature_spec=FeatureSpec.of(torch.from_numpy(arrays.x)),
+                original_nbytes=arrays.nbytes(arrays.split == SPLIT_TRAIN),
+                meta=meta,
+                pattern_task=groups // num_classes if arrays.num_tasks > 1 else None,
             )
-        best = max(auc for _, auc in candidates)
-        distilled = next(c for c, auc in candidates if auc >= best - config.sweep_tolerance)
-        distilled.meta["sweep"] = [vars(p) for p in sweep]
-    distilled.meta["cpu_seconds"] = time.process_time() - start
+
+        sweep: list[SweepPoint] = []
+        if config.sweep is None or not val_trees:
+            distilled = build(mine(config.mining), config.mining)
+        else:
+            candidates = []
+            for support in sorted(config.sweep, reverse=True):
+                mining = replace(config.mining, min_support=support)
+                try:
+                    mined = mine(mining)
+                except ValueError as err:  # too many patterns: lower supports only give more
+                    if "max_patterns" not in str(err):
+                        raise
+                    break
+                if any(not p for p in mined.patterns):
+                    continue  # a class without patterns cannot be trained on
+                candidate = build(mined, mining)
+                if candidate.compression_ratio < config.min_compression:
+                    break
+                auc = validation_auc(val_y, pattern_scores(val_trees, mined, mining.multiset))
+                sweep.append(SweepPoint(support, mined.num_patterns, auc))
+                candidates.append((candidate, auc))
+            if not candidates:
+                raise ValueError(
+                    f"{arrays.name}: no support in {config.sweep} gives patterns for every class within "
+                    f"min_compression={config.min_compression}; try other supports"
+                )
+            best = max(auc for _, auc in candidates)
+            distilled = next(c for c, auc in candidates if auc >= best - config.sweep_tolerance)
+            distilled.meta["sweep"] = [vars(p) for p in sweep]
+        worker_cpu = executor.map("get_cpu_seconds")
+    # CPU time of this process plus the workers' (in-process shards count once: their time is this process's)
+    distilled.meta["cpu_seconds"] = time.process_time() - start + (sum(worker_cpu) if executor.remote else 0.0)
     return distilled

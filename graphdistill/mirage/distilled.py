@@ -6,6 +6,8 @@ Stored (all in one ``torch.save`` file, written atomically):
   trees is stored once), with dense int32 ids;
 - ``pattern_ptr`` / ``pattern_trees``: CSR list of every pattern's top-level tree ids (a tree
   repeats in multiset mode), ``pattern_class`` and ``pattern_frequency`` (support count in its class);
+  for multi-task sets (molpcba-style) also ``pattern_task``: the pattern is frequent in class
+  ``pattern_class`` of that task;
 - the representative node / edge feature row of every label the trees use, and the feature spec
   the GNN encoder needs.
 
@@ -62,6 +64,11 @@ class DistilledDataset:
     feature_spec: FeatureSpec
     original_nbytes: int  # payload of the training graphs it replaces
     meta: dict = field(default_factory=dict)
+    pattern_task: torch.Tensor | None = None  # [P] task of every pattern (multi-task sets only)
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.meta.get("num_tasks", 1))
 
     @property
     def num_patterns(self) -> int:
@@ -78,6 +85,8 @@ class DistilledDataset:
         }
         if self.edge_features is not None:
             out["edge_features"] = self.edge_features
+        if self.pattern_task is not None:
+            out["pattern_task"] = self.pattern_task
         for l, table in enumerate(self.levels, start=1):
             for key, value in asdict(table).items():
                 out[f"level{l}.{key}"] = value
@@ -132,18 +141,22 @@ class DistilledDataset:
             FeatureSpec(**state["feature_spec"]),
             state["original_nbytes"],
             state["meta"],
+            t.get("pattern_task"),
         )
 
     def sampling_weights(self, class_prior: bool = True) -> torch.Tensor:
-        """[P] weights of the patterns (module docstring): frequencies, rescaled to the class prior."""
+        """[P] weights of the patterns (module docstring): frequencies, rescaled to the class prior (with
+        several tasks: every task the same mass, split over its classes by their shares)."""
         frequency = self.pattern_frequency.double()
         if not class_prior:
             return frequency
-        classes = self.pattern_class.long()
-        mass = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, classes, frequency)
-        prior = torch.tensor(self.meta["class_sizes"], dtype=torch.float64)
-        prior = prior / prior.sum()
-        return frequency / mass[classes] * prior[classes]
+        groups = self.pattern_class.long()
+        if self.pattern_task is not None:
+            groups = groups + self.pattern_task.long() * self.num_classes
+        sizes = torch.tensor(self.meta["class_sizes"], dtype=torch.float64).reshape(self.num_tasks, -1)
+        prior = (sizes / sizes.sum(1, keepdim=True) / self.num_tasks).reshape(-1)
+        mass = torch.zeros(prior.numel(), dtype=torch.float64).index_add_(0, groups, frequency)
+        return frequency / mass[groups] * prior[groups]
 
     def to_graphs(self, class_prior: bool = True) -> tuple[list[Data], torch.Tensor]:
         """One training graph per pattern and its sampling weight [P] (:meth:`sampling_weights`)."""
@@ -180,6 +193,8 @@ class DistilledDataset:
             )
             if self.edge_features is not None:
                 graph.edge_attr = self.edge_features[edge_labels[e0:e1]]
+            if self.pattern_task is not None:
+                graph.task = self.pattern_task[p : p + 1].long()  # y is the class in this task only
             graphs.append(graph)
         return graphs, self.sampling_weights(class_prior)
 

@@ -15,6 +15,7 @@ is what a distilled tree node carries.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,23 @@ def _column_codes(column: torch.Tensor, fit: torch.Tensor, num_bins: int) -> tor
     return torch.bucketize(column.double(), boundaries.double(), right=False)
 
 
+def _row_ids(codes: torch.Tensor) -> torch.Tensor:
+    """Dense ids of the distinct rows of ``codes`` [N, F] in lexicographic order (``torch.unique(dim=0)``'s).
+
+    Rows are packed into one int64 in mixed radix (column ``j`` shifted by its minimum, radix its
+    range), which keeps the lexicographic order, so one 1-D sort replaces a row sort (about 10x faster
+    on millions of molecule atoms); sets whose ranges overflow int64 take the row sort.
+    """
+    low, high = codes.min(0).values, codes.max(0).values
+    spans = (high - low + 1).tolist()
+    if math.prod(spans) >= 2**63:
+        return torch.unique(codes, dim=0, return_inverse=True)[1]
+    key = torch.zeros(codes.shape[0], dtype=torch.long)
+    for j, span in enumerate(spans):
+        key = key * span + (codes[:, j] - low[j])
+    return torch.unique(key, return_inverse=True)[1]
+
+
 def discretize(x: torch.Tensor, fit_mask: torch.Tensor | None, config: DiscretizeConfig, name: str = "x") -> Labels:
     """Labels of the rows of ``x`` [N, F]; bins are fitted on the rows where ``fit_mask`` [N] is true.
 
@@ -73,7 +91,7 @@ def discretize(x: torch.Tensor, fit_mask: torch.Tensor | None, config: Discretiz
         codes = torch.stack(
             [_column_codes(x[:, j], x[fit_mask, j], config.num_bins) for j in range(x.shape[1])], dim=1
         )
-    _, labels = torch.unique(codes, dim=0, return_inverse=True)
+    labels = _row_ids(codes)
     num_labels = int(labels.max()) + 1
     if x.is_floating_point():
         table = scatter_mean(x, labels, dim=0, dim_size=num_labels)

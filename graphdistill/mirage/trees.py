@@ -22,6 +22,10 @@ of the distinct values); every fold is injective, and nodes leave the fold once 
 tuple is used up, so a level costs :math:`O(|E| \log |E|)` and the whole hashing
 :math:`O(L\,|E| \log |E|)`.
 
+Sharded (:mod:`graphdistill.mirage.shards`): a level is a map over shards of graphs
+(:func:`level_rows`: each shard's distinct tuples) and a reduce (:func:`merge_level_rows`: a global
+id per distinct tuple by a rule over the set of tuples only), so ids do not depend on the sharding.
+
 Each level's ids are decodable: :class:`TreeTables` keeps, per level and id, the root label and the
 sorted (edge label, child id) list, so any tree can be rebuilt (:func:`unroll_trees`) and stored
 compactly (a tree shares its subtrees with every other tree of the set).
@@ -116,6 +120,72 @@ def csr_gather(ptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, tor
     return ptr[rows].repeat_interleave(counts) + within, new_ptr
 
 
+def children_csr(edge_index: torch.Tensor, edge_labels: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every node's children as CSR: (source of each edge, its edge label, offsets [N + 1]), edges grouped by
+    destination (messages flow ``edge_index[0] -> edge_index[1]``, so a node's children are its sources)."""
+    src, dst = edge_index
+    order = torch.sort(dst, stable=True)[1]
+    ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0)
+    return src[order], edge_labels[order], ptr
+
+
+def level_rows(node_labels: torch.Tensor, src: torch.Tensor, edge_labels: torch.Tensor, ptr: torch.Tensor,
+               prev_ids: torch.Tensor, num_prev: int) -> tuple[LevelTable, torch.Tensor]:
+    r"""Map step of one level: the distinct tuples (label, sorted (edge label, child id)) of some nodes.
+
+    Args:
+        node_labels: [N] root label of every node.
+        src, edge_labels, ptr: the nodes' children (:func:`children_csr`).
+        prev_ids: [N] every node's (global) id at the previous level (its label at level 1).
+        num_prev: number of distinct ids of the previous level (over all shards).
+    Returns:
+        the ``k`` distinct tuples as a :class:`LevelTable` (in :func:`intern_rows` order) and [N] the row
+        of every node in it.
+    """
+    key = edge_labels * num_prev + prev_ids[src]  # (edge label, child id) as one integer
+    # Sort keys inside each node's row: by key, then stably by destination row.
+    dst = torch.arange(node_labels.numel()).repeat_interleave(ptr[1:] - ptr[:-1])
+    by_key = torch.sort(key, stable=True)[1]
+    by_node = torch.sort(dst[by_key], stable=True)[1]
+    sorted_key = key[by_key[by_node]]
+    rows = intern_rows(node_labels, ptr, sorted_key)
+    return _decoding_table(node_labels, ptr, sorted_key, rows, num_prev), rows
+
+
+def merge_level_rows(tables: list[LevelTable], num_prev: int) -> tuple[LevelTable, list[torch.Tensor]]:
+    r"""Reduce step of one level: global dense ids of the distinct tuples of every shard.
+
+    The id of a tuple is its rank among all distinct tuples sorted by (length, then lexicographically:
+    :func:`intern_rows`), a rule over the *set* of tuples only, so ids do not depend on how the graphs
+    were sharded nor on the order of the shards; one shard gives the ids of the unsharded set.
+
+    Args:
+        tables: per shard, the distinct tuples its nodes emitted (:func:`level_rows`).
+        num_prev: number of ids of the previous level (the child ids' range).
+    Returns:
+        the global decoding table of the level and, per shard, the global id [k_s] of each of its rows.
+    """
+    sizes = [t.num_trees for t in tables]
+    label = torch.cat([t.label for t in tables])
+    lengths = torch.cat([t.ptr[1:] - t.ptr[:-1] for t in tables])
+    ptr = torch.zeros(label.numel() + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(lengths, 0)
+    key = torch.cat([t.child_edge_label * num_prev + t.child for t in tables])
+    ids = intern_rows(label, ptr, key)
+    return _decoding_table(label, ptr, key, ids, num_prev), list(torch.split(ids, sizes))
+
+
+def _decoding_table(label: torch.Tensor, ptr: torch.Tensor, key: torch.Tensor, ids: torch.Tensor, num_prev: int) -> LevelTable:
+    """Decoding table of interned rows (``key`` = edge label * ``num_prev`` + child id), one representative
+    row per id (all rows of an id are equal)."""
+    representative = torch.empty(int(ids.max()) + 1 if ids.numel() else 0, dtype=torch.long)
+    representative[ids] = torch.arange(ids.numel())
+    positions, table_ptr = csr_gather(ptr, representative)
+    table_key = key[positions]
+    return LevelTable(label[representative], table_ptr, table_key // num_prev, table_key % num_prev)
+
+
 def hash_trees(
     node_labels: torch.Tensor,  # [N] int64, dense in 0..num_node_labels-1
     edge_index: torch.Tensor,  # [2, E] int64, messages flow edge_index[0] -> edge_index[1]
@@ -128,8 +198,11 @@ def hash_trees(
 
     The children of ``v`` are the sources ``u`` of the edges ``u -> v``: for an undirected graph
     stored with both directions (PyG's convention) these are all neighbours, the parent included.
-    Pass all graphs of a data set as one disjoint union so their ids share one id space.
+    Pass all graphs of a data set as one disjoint union so their ids share one id space. This is the
+    sharded hashing of :mod:`graphdistill.mirage.shards` with one in-process shard.
     """
+    from .shards import LocalExecutor, ShardWorker, hash_shards  # shards builds on this module
+
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1 (the number of message-passing layers), got {depth!r}")
     check_tensor(node_labels, "node_labels", ndim=1, dtype=torch.long)
@@ -145,33 +218,10 @@ def hash_trees(
         raise ValueError(f"edge_index must index nodes 0..{num_nodes - 1}, got range [{int(edge_index.min())}, {int(edge_index.max())}]")
     num_node_labels = int(node_labels.max()) + 1 if num_node_labels is None else num_node_labels
     num_edge_labels = (int(edge_labels.max()) + 1 if edge_labels.numel() else 1) if num_edge_labels is None else num_edge_labels
-
-    src, dst = edge_index
-    # CSR of each node's children sorted by destination; the keys are sorted inside each row below.
-    order = torch.sort(dst, stable=True)[1]
-    src, dst, edge_labels = src[order], dst[order], edge_labels[order]
-    ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-    ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0)
-
-    ids = [node_labels]
-    levels: list[LevelTable] = []
-    num_prev = num_node_labels
-    for _ in range(depth):
-        key = edge_labels * num_prev + ids[-1][src]  # (edge label, child id) as one integer
-        # Sort keys inside each node's row: by key, then stably by node.
-        by_key = torch.sort(key, stable=True)[1]
-        by_node = torch.sort(dst[by_key], stable=True)[1]
-        sorted_key = key[by_key[by_node]]
-        level_ids = intern_rows(node_labels, ptr, sorted_key)
-        num_trees = int(level_ids.max()) + 1
-        # Decoding table from one representative node per tree id (all of them decode equally).
-        representative = torch.empty(num_trees, dtype=torch.long)
-        representative[level_ids] = torch.arange(num_nodes)
-        positions, table_ptr = csr_gather(ptr, representative)
-        table_key = sorted_key[positions]
-        levels.append(LevelTable(node_labels[representative], table_ptr, table_key // num_prev, table_key % num_prev))
-        ids.append(level_ids)
-        num_prev = num_trees
+    worker = ShardWorker(node_labels.numpy(), edge_index.numpy(), edge_labels.numpy())
+    executor = LocalExecutor([worker])
+    levels = hash_shards(executor, depth, num_node_labels)
+    ids = [torch.from_numpy(i) for i in worker.level_ids()]
     return TreeTables(ids, levels, num_node_labels, num_edge_labels)
 
 
