@@ -9,6 +9,8 @@ Offline sets:
   * ``digits``: scikit-learn's 8x8 handwritten digits as a 10-NN graph (1797 nodes, 64-d, 10 classes).
   * ``karate``: Zachary's karate club as shipped inside PyG (34 nodes, 4 classes).
   * ``sbm``: a stochastic block model with class-conditional Gaussian features, any size.
+  * ``atoms``: the atoms of 500 NCI molecules, labelled by the ring system they sit in; features describe
+    the atom alone, so the label needs the graph (``graphdistill/data/atoms.py``).
 """
 from __future__ import annotations
 
@@ -351,7 +353,7 @@ def load_ogbn_arxiv(root: str | os.PathLike) -> Data:
     return graph
 
 
-NODE_DATASETS = ("digits", "karate", "sbm", "cora", "citeseer", "pubmed", "computers", "photo", "ogbn-arxiv")
+NODE_DATASETS = ("digits", "karate", "sbm", "atoms", "cora", "citeseer", "pubmed", "computers", "photo", "ogbn-arxiv")
 
 
 def load_node_dataset(name: str, root: str | os.PathLike | None = None, *, seed: int = 0,
@@ -368,6 +370,10 @@ def load_node_dataset(name: str, root: str | os.PathLike | None = None, *, seed:
         return karate_club()
     if key == "sbm":
         return sbm_graph(sbm or SBMConfig(), seed=seed)
+    if key == "atoms":
+        from graphdistill.data.atoms import nci_atom_graph  # rdkit is the optional [graph] extra
+
+        return nci_atom_graph()
     if key not in NODE_DATASETS:
         raise ValueError(f"unknown node data set {name!r}; choose one of {NODE_DATASETS}")
     if root is None:

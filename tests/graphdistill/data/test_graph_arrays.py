@@ -4,7 +4,6 @@ import gzip
 
 import numpy as np
 import pytest
-import torch
 
 from graphdistill.data.graphs import (GraphArrays, ReplicateConfig, load_graph_dataset, load_ogb_graph_arrays,
                                       replicate_molecules)
