@@ -31,6 +31,9 @@ system-deps:
 	@dpkg -s libusb-1.0-0 >/dev/null 2>&1 || { \
 	  echo "installing Debian package libusb-1.0-0 (open3d needs it)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0; }
+	@dpkg -s chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian package chromium (the viewer's browser test drives it with playwright)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(BIN)/python:
 	@if $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then \

@@ -18,6 +18,7 @@ GROUPS = [
     ("query", "distill3d.query.cli", "segment, prompt and edit a trained field"),
     ("points", "distill3d.points.cli", "PointDistiller: simulate LiDAR, train, distill, evaluate detectors"),
     ("inverse", "distill3d.inverse.cli", "progressive radiance distillation: materials, light, relighting"),
+    ("view", "distill3d.viewer.cli", "browser viewer: render modes, click to segment, edit, relight (extra [viewer])"),
 ]
 
 

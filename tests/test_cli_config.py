@@ -130,6 +130,8 @@ COMMANDS = [  # (console module, command path, module that must import)
     ("distill3d.cli", ["points", "train"], "distill3d.points.cli"),
     ("distill3d.cli", ["points", "distill"], "distill3d.points.cli"),
     ("distill3d.cli", ["points", "eval"], "distill3d.points.cli"),
+    ("distill3d.cli", ["points", "view"], "distill3d.viewer.cli"),
+    ("distill3d.cli", ["view"], "distill3d.viewer.cli"),
     ("graphdistill.cli", ["vqgraph", "train"], "graphdistill.vqgraph.cli"),
     ("graphdistill.cli", ["predict"], "graphdistill.vqgraph.predict_cli"),
     ("graphdistill.cli", ["mirage", "distill"], "graphdistill.mirage.cli"),
