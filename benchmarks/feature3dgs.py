@@ -1,24 +1,43 @@
-"""Feature 3DGS on the default scene: image quality, feature fidelity, query segmentation, speed.
+"""Feature 3DGS: image quality, feature fidelity, query segmentation, speed; default and outdoor scenes.
 
-Three fields train on the committed default scene (distill3d/scenes/default, 32 train / 8 held-out views):
+Three fields train on a scene (default: the committed distill3d/scenes/default, 32 train / 8 held-out views):
 
     plain      3DGS, RGB loss only
     feature    + feature L1 to the teacher (EfficientNet-Lite0 112-ch H/16 map), D = 112 rendered
-    decoder    + speed-up decoder: D_low rendered channels, 1x1 conv to 112
+    decoder    + speed-up decoder: D_low rendered channels, 1x1 conv to 112 (PCA-initialised, see
+               distill3d.fields.decoder); ``--low-dims 8 16 32 64`` adds one row ``decoder_<k>`` per width
 
 Reported per field at the held-out views: PSNR / SSIM, feature cosine similarity to the teacher's
-map of the held-out image, query-segmentation mIoU against the object masks (mask-mean prototypes
-from 8 training views, nearest prototype per pixel), training time, and CPU render FPS (RGB +
-features, one view at a time). The teacher row scores the teacher's own features of the held-out
-images with the same protocol. Usage::
+map of the held-out image, query-segmentation mIoU against the object masks, training time, and CPU
+render FPS (RGB + features, one view at a time). Segmentation protocol: one mask-mean prototype per
+object id from every 4th TRAINING view, each held-out pixel labelled by its most cosine-similar
+prototype, mIoU over the held-out views' object masks (coarser maps bilinearly upsampled). The teacher
+row scores the teacher's own maps of the held-out images the same way.
 
-    python benchmarks/feature3dgs.py            # full
-    python benchmarks/feature3dgs.py --quick    # reduced steps
+``--scene outdoor`` trains on the ``outdoor`` recipe (rendered into benchmarks/.cache/scenes on first
+use, a few minutes): photos without alpha that show ground, walls and sky behind the objects. It is
+trained as from photos: no depth maps (``init.method = random``), a sky sphere of distant Gaussians
+(``init.sky_points``), over black (the scene's colour: every pixel is covered). With ``--eval-every``
+the held-out PSNR is recorded along training, and the first step / time at >= 30 dB is reported.
+
+``--speed-size 256`` (and more sizes) times the feature render alone on one geometry: the trained
+``feature`` field's Gaussians rendered with their D features, and with D_low features (their PCA
+coordinates) plus the 1x1 decode, at each size, so the ratio isolates the compositing of D channels.
+
+Usage::
+
+    python benchmarks/feature3dgs.py                          # default scene (feature3dgs.json)
+    python benchmarks/feature3dgs.py --quick                  # reduced steps
+    python benchmarks/feature3dgs.py --scene outdoor --out benchmarks/results/feature3dgs_outdoor.json \\
+        --eval-every 250 --steps 2000
+    python benchmarks/feature3dgs.py --modes feature decoder --low-dims 8 16 32 64 --speed-size 256 512 \\
+        --out benchmarks/results/feature3dgs_decoder.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 import tempfile
@@ -26,28 +45,57 @@ import time
 
 import torch
 
+from distillcore.config_cli import build_config, merge
 from distillcore.serialization import write_json_atomic
 from distill3d.data import default_scene_dir
-from distillcore.config_cli import build_config, merge
+from distill3d.data.recipes import RECIPES, get_recipe
 from distill3d.fields.config import TrainConfig, short_schedule
+from distill3d.fields.decoder import teacher_pca
 from distill3d.fields.pipeline import prepare_scene
 from distill3d.fields.trainer import Trainer
 from distill3d.query import segmentation_miou
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "feature3dgs.json"
+BUILT_SCENES = pathlib.Path(__file__).parent / ".cache" / "scenes"
 PROTOTYPE_VIEW_STRIDE = 4  # every 4th training view gives prototypes
 FPS_REPEATS = 2
+SPEED_REPEATS = 3  # rounds of the feature-render speed table (fastest kept)
 MODES = ("plain", "feature", "decoder")
+TARGET_PSNR = 30.0
+# photos without alpha (the outdoor recipe): no depth maps, random points in the cube of half-side
+# 1.5 camera distances around the focus (ground and walls reach past the cameras), a sky sphere
+OUTDOOR_SETTINGS = {"init": {"method": "random", "random_radius": 1.5, "sky_points": 4000}}
 
 
-def make_config(args, mode: str) -> TrainConfig:
+def make_config(args, mode: str, low_dim: int | None = None) -> TrainConfig:
     # the same short schedule as `distill3d train --preset quick|benchmark` (one definition)
-    data = merge(short_schedule(args.steps, args.points), {"teacher": args.teacher, "sh_degree": args.sh_degree})
+    data = merge(short_schedule(args.steps, args.points), {"teacher": args.teacher, "sh_degree": args.sh_degree,
+                                                            "eval_every": args.eval_every})
+    if args.photos:
+        data = merge(data, OUTDOOR_SETTINGS)
+    data = merge(data, json.loads(args.override))
     if mode == "plain":
         data = merge(data, {"loss": {"feature_weight": 0.0}})
     if mode == "decoder":
-        data = merge(data, {"decoder": {"enabled": True, "low_dim": args.low_dim}})
+        data = merge(data, {"decoder": {"enabled": True, "low_dim": low_dim or args.low_dim,
+                                        "init": args.decoder_init}})
     return build_config(TrainConfig, data)
+
+
+def scene_folder(scene: str | None) -> pathlib.Path:
+    """A folder as given, a bundled scene, or a recipe rendered (once) into benchmarks/.cache/scenes."""
+    if scene is None:
+        return default_scene_dir()
+    if pathlib.Path(scene).is_dir():
+        return pathlib.Path(scene)
+    try:
+        return default_scene_dir(scene)
+    except FileNotFoundError:
+        if scene not in RECIPES:
+            raise
+    from distill3d.data.builder import build_scene
+
+    return build_scene(get_recipe(scene), BUILT_SCENES / scene)  # resumes an interrupted build
 
 
 @torch.no_grad()
@@ -65,16 +113,137 @@ def render_fps(trainer: Trainer, scene, with_features: bool) -> float:
     return FPS_REPEATS * scene.num_views / (time.perf_counter() - started)
 
 
+@torch.no_grad()
+def feature_render_speed(trainer: Trainer, scene, maps: list[torch.Tensor], low_dims: list[int],
+                         sizes: list[int], repeats: int = SPEED_REPEATS) -> dict:
+    """Seconds per view of the trained field's Gaussians rendered with D features and with D_low PCA
+    coordinates + the 1x1 decode, at each square size (test views, intrinsics scaled to the size): with
+    RGB in the same pass (as in training) and features alone (a segmentation query needs no colour).
+    Widths are timed interleaved and each keeps its fastest of ``repeats`` rounds over the views, so
+    load from other processes on a shared machine inflates all widths alike and the minimum stays."""
+    from distill3d.fields.decoder import SpeedUpDecoder
+    from distill3d.render import rasterize
+
+    g = trainer.field.gaussians
+    teacher_dim = g.features.shape[1]
+    widths = {teacher_dim: (g.features.contiguous(), None)}
+    for k in low_dims:
+        mean, basis = teacher_pca(maps, k)
+        decoder = SpeedUpDecoder(k, teacher_dim)
+        decoder.init_pca(mean, basis)
+        low = torch.linalg.lstsq(basis, (g.features - mean).T).solution.T.contiguous()
+        widths[k] = (low, decoder)
+    views = list(range(min(scene.num_views, 4)))
+    out = {}
+    for size in sizes:
+        Ks = scene.Ks.clone()
+        Ks[:, :2] *= size / scene.width
+        table = {}
+        for with_rgb in (True, False):
+            def render(features, decoder):
+                for i in views:
+                    _, feats, _, _ = rasterize(g.means, g.quats, g.activated_scales, g.activated_opacities,
+                                               g.sh_coeffs if with_rgb else None, scene.viewmats[i:i + 1],
+                                               Ks[i:i + 1], size, size, features=features, sh_degree=g.sh_degree,
+                                               backend=trainer.config.backend)
+                    if decoder is not None:
+                        decoder(feats.permute(0, 3, 1, 2))
+            best = {k: float("inf") for k in widths}
+            render(*widths[teacher_dim])  # warm-up
+            for _ in range(repeats):
+                for k, (features, decoder) in widths.items():
+                    started = time.perf_counter()
+                    render(features, decoder)
+                    best[k] = min(best[k], (time.perf_counter() - started) / len(views))
+            table["rgb_and_features" if with_rgb else "features_only"] = {
+                "seconds_per_view": {str(k): v for k, v in best.items()},
+                "speedup": {str(k): best[teacher_dim] / best[k] for k in low_dims}}
+            print(f"feature render {size}x{size} {'with RGB' if with_rgb else 'features only'}: "
+                  + ", ".join(f"D={k}: {1000 * v:.1f} ms" for k, v in best.items()), flush=True)
+        out[str(size)] = table
+    return out
+
+
+@torch.no_grad()
+def region_psnr(trainer: Trainer, scene) -> dict:
+    """Held-out PSNR over the pixels of each region (sky = id 0, ground + walls, table, objects) and the
+    region's share of the total squared error: where the image error of a photo scene sits."""
+    names = scene.object_names or []
+    groups = {"sky": {0}, "ground_walls": {i for i, n in enumerate(names) if n == "ground" or n.startswith("wall_")},
+              "table": {i for i, n in enumerate(names) if n == "table"}}
+    groups["objects"] = set(range(len(names))) - set().union(*groups.values())
+    sums, counts = {k: 0.0 for k in groups}, {k: 0 for k in groups}
+    for i in range(scene.num_views):
+        error = ((trainer.render_view(scene, i, with_features=False).rgb[0].clamp(0, 1)
+                  - trainer.target_image(scene, i, trainer.background())[0]) ** 2).sum(0)
+        for key, ids in groups.items():
+            inside = torch.isin(scene.masks[i], torch.tensor(sorted(ids), dtype=torch.long))
+            sums[key] += float(error[inside].sum()) / 3
+            counts[key] += int(inside.sum())
+    total = sum(sums.values())
+    pixels = sum(counts.values())
+    return {k: {"psnr": -10 * math.log10(max(sums[k] / counts[k], 1e-12)), "pixel_share": counts[k] / pixels,
+                "error_share": sums[k] / total} for k in groups if counts[k]}
+
+
+def class_ious(reference_maps, reference_masks, eval_maps, eval_masks, num_classes: int) -> list[float | None]:
+    """Per-class IoU over all held-out pixels (segmentation protocol of the module doc)."""
+    from distill3d.query.evaluate import prototypes_from_views, segment_views
+
+    labels = torch.stack(segment_views(eval_maps, prototypes_from_views(reference_maps, reference_masks, num_classes),
+                                       tuple(eval_masks[0].shape)))
+    target = torch.stack(eval_masks)
+    out = []
+    for k in range(num_classes):
+        union = int(((labels == k) | (target == k)).sum())
+        out.append(int(((labels == k) & (target == k)).sum()) / union if union else None)
+    return out
+
+
+def psnr_curve_summary(history: list[dict], seconds_per_step: float) -> dict:
+    """Held-out PSNR along training and the first evaluated step at >= TARGET_PSNR (None if never)."""
+    curve = [{"step": h["step"], "psnr": h["psnr"]} for h in history if "psnr" in h]
+    reached = next((c["step"] for c in curve if c["psnr"] >= TARGET_PSNR), None)
+    return {"psnr_curve": curve, "steps_to_30db": reached,
+            "seconds_to_30db": None if reached is None else reached * seconds_per_step}
+
+
+def results(args, settings: dict, rows: dict, speed: dict | None) -> dict:
+    """The JSON written after every field (a long run interrupted keeps the rows it finished)."""
+    result = {**settings, "quick": args.quick, "device": "cpu", "torch_threads": torch.get_num_threads(),
+              "segmentation_protocol": "mask-mean prototypes from every 4th training view; nearest prototype "
+                                       "(cosine) per held-out pixel; mIoU over the held-out views' object masks",
+              "rows": {name: rows[name] for name in ("teacher", *MODES, *sorted(set(rows) - {"teacher", *MODES}))
+                       if name in rows}}
+    if speed is not None:
+        result["feature_render_speed"] = speed
+    if all(m in rows for m in MODES):
+        result["psnr_gap_vs_plain_db"] = rows["plain"]["psnr"] - rows["feature"]["psnr"]
+        result["decoder_speedup"] = rows["decoder"]["render_fps"] / rows["feature"]["render_fps"]
+        result["decoder_miou_drop_points"] = 100 * (rows["feature"]["miou"] - rows["decoder"]["miou"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="reduced run (fewer steps and points)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per field (default 1000, quick 150)")
     parser.add_argument("--points", type=int, default=None, help="initial Gaussians (default 5000)")
     parser.add_argument("--teacher", default="efficientnet-lite0", help="teacher registry name")
-    parser.add_argument("--low-dim", type=int, default=16, help="decoder's rendered width D_low")
+    parser.add_argument("--low-dim", type=int, default=16, help="decoder's rendered width D_low (row 'decoder')")
+    parser.add_argument("--low-dims", type=int, nargs="*", default=[],
+                        help="more decoder widths, one row decoder_<k> each (and in the speed table)")
+    parser.add_argument("--decoder-init", default="pca", choices=("pca", "random"), help="decoder initialisation")
     parser.add_argument("--sh-degree", type=int, default=3, help="maximum SH degree")
     parser.add_argument("--downscale", type=int, default=2, help="train and evaluate at 1/N resolution")
-    parser.add_argument("--scene", type=pathlib.Path, default=None, help="scene folder (default: distill3d/scenes/default)")
+    parser.add_argument("--scene", default=None,
+                        help="scene folder, bundled scene or recipe name (e.g. outdoor; default: the default scene)")
+    parser.add_argument("--eval-every", type=int, default=0, help="held-out PSNR every N steps (0: only at the end)")
+    parser.add_argument("--speed-size", type=int, nargs="*", default=[],
+                        help="square sizes of the feature-render speed table (needs the feature mode)")
+    parser.add_argument("--override", default="{}", help="JSON merged into every field's TrainConfig")
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path("benchmarks/.cache/features"),
                         help="teacher feature cache")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="JSON results path")
@@ -84,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.steps = args.steps or (150 if args.quick else 1000)
     args.points = args.points or 5000
-    scene_dir = args.scene or default_scene_dir()
+    scene_dir = scene_folder(args.scene)
 
     prepared = prepare_scene(scene_dir, args.teacher, args.cache, downscale=args.downscale)
     train, test, maps = prepared.train, prepared.test, prepared.teacher_maps
     if test is None or train.masks is None or test.masks is None:
         raise ValueError(f"{scene_dir} needs a test split and object masks for this benchmark")
+    args.photos = train.alphas is None  # photos without alpha: trained as a real capture (OUTDOOR_SETTINGS)
     num_classes = int(max(train.masks.max(), test.masks.max())) + 1
     reference = list(range(0, train.num_views, PROTOTYPE_VIEW_STRIDE))
     ref_masks = [train.masks[i] for i in reference]
@@ -97,45 +267,59 @@ def main(argv: list[str] | None = None) -> int:
     teacher_miou = segmentation_miou([maps[train.names[i]] for i in reference], ref_masks,
                                      [maps[n] for n in test.names], test_masks, num_classes)
     rows = {"teacher": {"miou": teacher_miou}}
+    teacher_eval = [maps[n] for n in test.names]
+    rows["teacher"]["class_iou"] = class_ious([maps[train.names[i]] for i in reference], ref_masks, teacher_eval,
+                                              test_masks, num_classes)
     runs = tempfile.TemporaryDirectory(prefix="feature3dgs-")
     settings = {"scene": str(scene_dir), "teacher": args.teacher, "steps": args.steps, "initial_points": args.points,
-                "decoder_low_dim": args.low_dim, "downscale": args.downscale, "resolution": [train.height, train.width]}
+                "decoder_low_dim": args.low_dim, "decoder_init": args.decoder_init, "downscale": args.downscale,
+                "resolution": [train.height, train.width], "override": json.loads(args.override),
+                "photos": args.photos, "object_names": train.object_names}
+    names = [*args.modes] + ([f"decoder_{k}" for k in args.low_dims] if "decoder" in args.modes else [])
     if args.out.is_file():
         previous = json.loads(args.out.read_text())
         if all(previous.get(k) == v for k, v in settings.items()):
-            rows.update({m: r for m, r in previous["rows"].items() if m in MODES and m not in args.modes})
-    for mode in args.modes:
-        cfg = make_config(args, mode)
-        trainer = Trainer(train, cfg, pathlib.Path(runs.name) / mode, maps, test, name=prepared.name)
+            rows.update({m: r for m, r in previous["rows"].items() if m != "teacher" and m not in names})
+    jobs = [(mode, None) for mode in args.modes]
+    if "decoder" in args.modes:
+        jobs += [("decoder", k) for k in args.low_dims]
+    speed = None
+    for mode, low_dim in jobs:
+        name = mode if low_dim is None else f"decoder_{low_dim}"
+        cfg = make_config(args, mode, low_dim)
+        trainer = Trainer(train, cfg, pathlib.Path(runs.name) / name, maps, test, name=prepared.name)
         metrics = trainer.train(progress=True)
         row = {k: metrics[k] for k in ("psnr", "ssim", "train_seconds", "num_gaussians")}
+        if args.eval_every:
+            row.update(psnr_curve_summary(trainer.history, metrics["train_seconds"] / metrics["step"]))
         if trainer.use_features:
             row["feature_cosine"] = metrics["feature_cosine"]
-            row["miou"] = segmentation_miou(rendered_maps(trainer, train, reference), ref_masks,
-                                            rendered_maps(trainer, test, list(range(test.num_views))),
-                                            test_masks, num_classes)
+            field_ref = rendered_maps(trainer, train, reference)
+            field_eval = rendered_maps(trainer, test, list(range(test.num_views)))
+            row["miou"] = segmentation_miou(field_ref, ref_masks, field_eval, test_masks, num_classes)
+            row["class_iou"] = class_ious(field_ref, ref_masks, field_eval, test_masks, num_classes)
+        if args.photos:
+            row["region_psnr"] = region_psnr(trainer, test)
         row["render_fps"] = render_fps(trainer, test, with_features=trainer.use_features)
-        rows[mode] = row
-        print(f"{mode}: {row}", flush=True)
+        if mode == "feature" and args.speed_size:
+            speed = feature_render_speed(trainer, test, [maps[n] for n in train.names],
+                                         sorted({args.low_dim, *args.low_dims}), args.speed_size)
+        rows[name] = row
+        print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'psnr_curve'})}", flush=True)
+        results(args, settings, rows, speed)
     runs.cleanup()
-
-    result = {**settings, "quick": args.quick, "device": "cpu", "torch_threads": torch.get_num_threads(),
-              "rows": {name: rows[name] for name in ("teacher", *MODES) if name in rows}}
-    if all(m in rows for m in MODES):
-        result["psnr_gap_vs_plain_db"] = rows["plain"]["psnr"] - rows["feature"]["psnr"]
-        result["decoder_speedup"] = rows["decoder"]["render_fps"] / rows["feature"]["render_fps"]
-        result["decoder_miou_drop_points"] = 100 * (rows["feature"]["miou"] - rows["decoder"]["miou"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out, result)
+    result = results(args, settings, rows, speed)
 
     print(f"\nFeature 3DGS on {scene_dir.name} at {train.width}x{train.height} ({args.steps} steps, "
           f"teacher {args.teacher}, CPU)")
-    print(f"{'method':10s} {'PSNR':>7s} {'SSIM':>6s} {'feat cos':>8s} {'mIoU':>6s} {'train s':>8s} {'FPS':>6s}")
+    print(f"{'method':11s} {'PSNR':>7s} {'SSIM':>6s} {'feat cos':>8s} {'mIoU':>6s} {'train s':>8s} {'FPS':>6s} "
+          f"{'steps@30dB':>10s}")
     for name, row in result["rows"].items():
         def cell(key, width, digits):
-            return f"{row[key]:{width}.{digits}f}" if key in row else f"{'-':>{width}s}"
-        print(f"{name:10s} {cell('psnr', 7, 2)} {cell('ssim', 6, 3)} {cell('feature_cosine', 8, 3)} "
-              f"{cell('miou', 6, 3)} {cell('train_seconds', 8, 0)} {cell('render_fps', 6, 2)}")
+            return f"{row[key]:{width}.{digits}f}" if row.get(key) is not None else f"{'-':>{width}s}"
+        print(f"{name:11s} {cell('psnr', 7, 2)} {cell('ssim', 6, 3)} {cell('feature_cosine', 8, 3)} "
+              f"{cell('miou', 6, 3)} {cell('train_seconds', 8, 0)} {cell('render_fps', 6, 2)} "
+              f"{cell('steps_to_30db', 10, 0)}")
     if "decoder_speedup" in result:
         print(f"PSNR gap vs plain: {result['psnr_gap_vs_plain_db']:.2f} dB; decoder speed-up "
               f"{result['decoder_speedup']:.2f}x at {result['decoder_miou_drop_points']:.1f} mIoU points drop")

@@ -479,6 +479,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, RunOptions, group_title="run options")
 
 
+@dataclasses.dataclass
+class DistOptions:
+    """How many processes train together (:mod:`distillcore.dist`); not part of the method's config."""
+    nproc: int = 1  # local processes (ranks) to train with; under torchrun the job's ranks are used instead
+    dist_timeout: float = 300.0  # seconds a rank waits for the others (rendezvous, each collective) before failing
+
+    def validate(self) -> None:
+        if isinstance(self.nproc, bool) or not isinstance(self.nproc, int) or self.nproc < 1:
+            raise ValueError(f"--nproc must be a positive number of processes, got {self.nproc}")
+        if not self.dist_timeout > 0:
+            raise ValueError(f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}")
+
+
+def add_dist_options(parser: argparse.ArgumentParser) -> None:
+    """``--nproc N`` and ``--dist-timeout S`` (:class:`DistOptions`) for commands that train on several ranks."""
+    add_config_arguments(parser, DistOptions, group_title="distributed options")
+
+
 def apply_run_options(args: argparse.Namespace) -> RunOptions:
     """Resolves :class:`RunOptions`, sets the thread count (torch and OpenMP alike) and logging."""
     options = config_from_args(RunOptions, args)
@@ -539,6 +557,7 @@ def configure_logging(level: int = logging.INFO) -> logging.Logger:
     return logger
 
 
-__all__ = ["add_config_arguments", "add_config_file_arguments", "add_run_options", "apply_run_options",
+__all__ = ["add_config_arguments", "add_config_file_arguments", "add_dist_options", "add_run_options",
+           "apply_run_options", "DistOptions",
            "build_config", "config_from_args", "configure_logging", "explicit_overrides", "field_help", "merge",
            "passive_openmp", "read_config_file", "RunOptions", "save_resolved_config", "set_threads", "to_dict"]

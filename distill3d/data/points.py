@@ -1,10 +1,13 @@
 """Initial point clouds for Gaussian splatting: sparse SfM points, points unprojected from depth, or
-random points around the cameras' focus.
+random points around the cameras' focus (no depth, no SfM: what a photo collection without COLMAP has).
 
 ``method="auto"`` picks the first available of: the scene's sparse points (COLMAP), its depth maps,
 random. Random points fill the cube centred on the cameras' focus point ``c`` (the point nearest to
 every optical axis in the least-squares sense, ``c = argmin_x sum_i |(I - d_i d_i^T)(x - o_i)|^2``) with
-half-side ``random_radius * mean_i |o_i - c|``.
+half-side ``random_radius * mean_i |o_i - c|`` (grey).
+
+:func:`colors_from_views` gives a point the mean colour of the pixels it projects to in the views that
+see it in front of the camera (occlusion ignored: an initial guess that beats grey, as SfM colours do).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 from torch import Tensor
 
 from distillcore.checks import check_positive
-from distill3d.data.cameras import rigid_inverse, unproject_depth
+from distill3d.data.cameras import project_points, rigid_inverse, unproject_depth
 from distill3d.data.scene import Scene
 
 METHODS = ("auto", "sparse", "depth", "random")
@@ -53,6 +56,26 @@ def points_from_depth(scene: Scene, num_points: int, generator: torch.Generator)
         raise ValueError("points_from_depth: no pixel has a positive depth")
     keep = torch.randperm(points.shape[0], generator=generator)[:num_points]
     return points[keep], colors[keep]
+
+
+def colors_from_views(points: Tensor, scene: Scene, chunk: int = 8192) -> Tensor:
+    """Colours ``[P, 3]``: the mean over views of the pixel each point projects to (nearest pixel), over
+    the views where it lies in front of the camera and inside the image; grey (0.5) where none does.
+
+    Shapes:
+        points: ``[P, 3]`` world points; scene images ``[V, H, W, 3]``.
+    """
+    out = []
+    for start in range(0, points.shape[0], chunk):
+        uv, depth = project_points(points[start:start + chunk], scene.viewmats, scene.Ks)  # [V, P, 2], [V, P]
+        col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
+        seen = (depth > 0) & (col >= 0) & (col < scene.width) & (row >= 0) & (row < scene.height)
+        views = torch.arange(scene.num_views)[:, None].expand_as(col)
+        pixels = scene.images[views, row.clamp(0, scene.height - 1), col.clamp(0, scene.width - 1)]  # [V, P, 3]
+        total = (pixels * seen[..., None]).sum(0)
+        count = seen.sum(0)[:, None]
+        out.append(torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, 0.5)))
+    return torch.cat(out)
 
 
 def random_points(scene: Scene, num_points: int, radius: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -11,11 +11,29 @@ choice (``TrainConfig.background``):
 - ``learned``: one colour optimised with the field (photos whose background is a uniform colour).
 
 Images with alpha are re-composited exactly: ``I' = I + (1 - a) (b' - b)`` (``I`` was over ``b``).
+
+Photos of the world (no alpha) show what lies behind the objects: ground, walls, sky. There the
+background is modelled by Gaussians like everything else: the finite part by the initial points, the
+sky by a **sky sphere** (``InitConfig.sky_points``), a shell of ``S`` distant Gaussians on a Fibonacci
+sphere around the cameras' focus ``c``,
+
+    p_k = c + R (sqrt(1 - z_k^2) cos(k g), sqrt(1 - z_k^2) sin(k g), z_k),  z_k = 1 - (2k + 1) / S,
+    g = pi (3 - sqrt 5),  R = sky_radius * mean_i |o_i - c|,
+
+coloured from the views that see them (``distill3d.data.points.colors_from_views``). They are
+ordinary splats: they carry features (so the sky is a segment like any other), densify, and are
+saved in the PLY, which is what 3DGS users expect of a field from photos; compositing over a
+constant colour could not show the sky's gradient or carry its features.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+from distillcore.checks import check_positive
+from distill3d.data.points import camera_focus, colors_from_views
 
 NAMED = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "grey": (0.5, 0.5, 0.5), "gray": (0.5, 0.5, 0.5)}
 MODES = ("scene", "random", "learned")
@@ -91,4 +109,32 @@ def resolve_colour(spec: str, scene_background: Tensor, learned: Tensor | None =
     return scene_background.float()
 
 
-__all__ = ["parse_background", "recomposite", "resolve_colour", "with_background", "MODES", "NAMED"]
+def fibonacci_sphere(num_points: int) -> Tensor:
+    """``num_points`` unit directions ``[S, 3]`` spread evenly over the sphere (formula in the module doc)."""
+    if num_points < 1:
+        raise ValueError(f"a sphere needs at least 1 point, got {num_points}")
+    k = torch.arange(num_points, dtype=torch.float64)
+    z = 1.0 - (2.0 * k + 1.0) / num_points
+    ring = (1.0 - z * z).sqrt()
+    angle = k * math.pi * (3.0 - math.sqrt(5.0))
+    return torch.stack([ring * angle.cos(), ring * angle.sin(), z], dim=-1).float()
+
+
+def sky_sphere(scene, num_points: int, radius: float) -> tuple[Tensor, Tensor]:
+    """Sky-sphere Gaussians' centres and colours ``([S, 3], [S, 3])`` for ``scene`` (module doc):
+    ``radius`` times the mean camera distance from the cameras' focus.
+
+    Args:
+        scene: a :class:`distill3d.data.Scene` (its cameras place the sphere, its images colour it).
+        num_points: ``S``, the number of distant Gaussians.
+        radius: the sphere's radius as a multiple of the mean camera distance (beyond every surface).
+    """
+    check_positive(radius, "sky_radius")
+    focus = camera_focus(scene.viewmats)
+    distance = (scene.camera_centers() - focus).norm(dim=-1).mean()
+    points = focus + radius * distance * fibonacci_sphere(num_points)
+    return points, colors_from_views(points, scene)
+
+
+__all__ = ["parse_background", "recomposite", "resolve_colour", "with_background", "fibonacci_sphere", "sky_sphere",
+           "MODES", "NAMED"]

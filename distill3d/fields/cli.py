@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import sys
 
-from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
-                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.config_cli import (DistOptions, add_config_arguments, add_config_file_arguments, add_dist_options,
+                                    add_run_options, apply_run_options, config_from_args, save_resolved_config,
+                                    to_dict)
 from distillcore.serialization import to_json
 
 from .config import TRAIN_PRESETS, TrainConfig
@@ -53,20 +55,32 @@ def resolve_configs(args) -> tuple[TrainConfig, TrainCommand]:
 
 
 def cmd_train(args) -> int:
+    from distillcore.dist import RankFailedError, is_main
+
     from .pipeline import DEFAULT_CACHE, train_field
 
     run = apply_run_options(args)
+    ranks = config_from_args(DistOptions, args)
     config, command = resolve_configs(args)
     out = command.out or pathlib.Path("outputs") / pathlib.Path(args.scene).name / (
         "plain" if command.plain else config.teacher)
     kwargs = {"checkpoint": command.teacher_checkpoint} if command.teacher_checkpoint else {}
-    trainer, metrics = train_field(args.scene, config, out, command.cache or DEFAULT_CACHE, resume=command.resume,
-                                   progress=run.progress, plain=command.plain, downscale=command.downsample,
-                                   overwrite=command.overwrite, **kwargs)
+    try:
+        trainer, metrics = train_field(args.scene, config, out, command.cache or DEFAULT_CACHE, resume=command.resume,
+                                       progress=run.progress, plain=command.plain, downscale=command.downsample,
+                                       overwrite=command.overwrite, nproc=ranks.nproc,
+                                       dist_timeout=ranks.dist_timeout, **kwargs)
+    except RankFailedError as err:  # the rank's traceback is on stderr above; this is the summary line
+        print(f"distill3d train: error: {err} (the last complete checkpoint is kept; --resume continues it)",
+              file=sys.stderr)
+        return 1
+    if not is_main():  # the other ranks of a torchrun job: rank 0 reports
+        return 0
     saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite")}
     save_resolved_config({**saved, **to_dict(config)}, out)
     print(to_json(metrics))
-    print(f"field: {out / 'point_cloud.ply'}  checkpoint: {trainer.checkpoint_path}  config: {out / 'config.json'}")
+    checkpoint = trainer.checkpoint_path if trainer is not None else out / "checkpoint_dist" / "manifest.json"
+    print(f"field: {out / 'point_cloud.ply'}  checkpoint: {checkpoint}  config: {out / 'config.json'}")
     return 0
 
 
@@ -79,4 +93,5 @@ def add_parser(subparsers, name: str, help: str) -> None:
     add_config_arguments(p, TrainCommand, group_title="command")
     add_config_arguments(p, TrainConfig, group_title="training config (TrainConfig)", aliases=TRAIN_ALIASES)
     add_run_options(p)
+    add_dist_options(p)
     p.set_defaults(func=cmd_train)

@@ -38,12 +38,16 @@ class DecoderConfig:
     """Speed-up decoder: render ``low_dim`` channels, a 1x1 conv lifts them to the teacher's D."""
     enabled: bool = False
     low_dim: int = 16
+    # pca: the 1x1 conv starts as the teacher's top-low_dim PCA basis (whitened) plus its mean, so the
+    # rendered channels begin in the teacher's most discriminative directions; random: PyTorch's init
+    init: Literal["pca", "random"] = "pca"
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         check_range(self.low_dim, "decoder.low_dim", 1, integer=True)
+        check_choice(self.init, "decoder.init", ("pca", "random"))
 
 
 @dataclass
@@ -101,12 +105,17 @@ class InitConfig:
     random_radius: float = 0.4  # half-side of the random cube, as a fraction of the camera distance
     init_opacity: float = 0.1
     init_scale: float = 1.0  # times the mean distance to the 3 nearest neighbours
+    # sky sphere (distill3d.fields.background): distant Gaussians for photos that show the sky; 0: none
+    sky_points: int = 0
+    sky_radius: float = 10.0  # its radius, times the mean camera distance from the cameras' focus
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         check_choice(self.method, "init.method", ("auto", "sparse", "depth", "random"))
+        check_range(self.sky_points, "init.sky_points", 0, integer=True)
+        check_range(self.sky_radius, "init.sky_radius", 0, low_open=True)
         check_range(self.num_points, "init.num_points", 1, integer=True)
         check_range(self.random_radius, "init.random_radius", 0, low_open=True)
         check_range(self.init_opacity, "init.init_opacity", 0, 1, low_open=True, high_open=True)

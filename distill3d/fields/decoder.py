@@ -6,12 +6,49 @@ Rasterisation cost grows with the rendered width, so rendering ``D_low`` channel
 teacher's ``D`` and decoding per pixel trades a small (linear) network for a cheaper render. Because
 the decoder is linear and per pixel it commutes with the alpha blending: decoding each Gaussian's
 feature first would give the same image.
+
+PCA initialisation (``DecoderConfig.init = "pca"``): with the teacher's feature vectors' mean ``mu``
+and covariance eigenpairs ``(lambda_j, u_j)`` (descending), start from
+
+    W = [u_1 sqrt(lambda_1), ..., u_k sqrt(lambda_k)],   b = mu,
+
+so the decoder's image is the teacher's top-k principal subspace (the directions that carry most of
+its variance, instead of a random k-plane through the origin), and a rendered
+``f = diag(lambda)^(-1/2) U_k^T (t - mu)`` decodes to the PCA projection ``mu + U_k U_k^T (t - mu)``
+of a teacher vector ``t``. Whitening gives every rendered channel unit variance, the scale the
+Gaussians' features (zero at start, Adam steps of the features learning rate) can reach.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from distillcore.checks import check_tensor
+
+
+def teacher_pca(maps: list[Tensor], k: int) -> tuple[Tensor, Tensor]:
+    """Mean ``[D]`` and whitened top-``k`` basis ``[D, k]`` (``u_j sqrt(lambda_j)``, module doc) of
+    the feature vectors of every pixel of ``maps`` (computed in float64).
+
+    Shapes:
+        maps: ``[D, h, w]`` each (one D).
+    """
+    if not maps:
+        raise ValueError("teacher_pca needs at least one teacher map")
+    for i, fmap in enumerate(maps):
+        check_tensor(fmap, f"teacher map {i}", ndim=3, shape=(maps[0].shape[0], None, None), floating=True)
+    vectors = torch.cat([fmap.detach().double().flatten(1).T for fmap in maps])  # [N, D]
+    if not 1 <= k <= vectors.shape[1]:
+        raise ValueError(f"k must be in [1, D = {vectors.shape[1]}], got {k}")
+    mean = vectors.mean(0)
+    centred = vectors - mean
+    eigenvalues, eigenvectors = torch.linalg.eigh(centred.T @ centred / max(vectors.shape[0] - 1, 1))
+    top = torch.argsort(eigenvalues, descending=True)[:k]
+    # a direction without variance (fewer pixels than k) keeps a small scale rather than a dead column
+    std = eigenvalues[top].clamp_min(0).sqrt().clamp_min(1e-3 * float(eigenvalues.max().clamp_min(1e-12).sqrt()))
+    basis = eigenvectors[:, top] * std
+    dtype = maps[0].dtype
+    return mean.to(dtype), basis.to(dtype)
 
 
 class SpeedUpDecoder(nn.Module):
@@ -23,6 +60,18 @@ class SpeedUpDecoder(nn.Module):
             raise ValueError(f"low_dim and teacher_dim must be >= 1, got {low_dim} and {teacher_dim}")
         self.low_dim, self.teacher_dim = low_dim, teacher_dim
         self.conv = nn.Conv2d(low_dim, teacher_dim, kernel_size=1)
+
+    @torch.no_grad()
+    def init_pca(self, mean: Tensor, basis: Tensor) -> None:
+        """Sets ``W = basis`` and ``b = mean`` (:func:`teacher_pca`'s output, module doc).
+
+        Shapes:
+            mean: ``[D]``; basis: ``[D, D_low]``.
+        """
+        check_tensor(mean, "mean", shape=(self.teacher_dim,), floating=True)
+        check_tensor(basis, "basis", shape=(self.teacher_dim, self.low_dim), floating=True)
+        self.conv.weight.copy_(basis[:, :, None, None])
+        self.conv.bias.copy_(mean)
 
     def forward(self, features: Tensor) -> Tensor:
         check_tensor(features, "features", ndim=4, shape=(None, self.low_dim, None, None), floating=True)

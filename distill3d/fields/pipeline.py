@@ -19,6 +19,7 @@ from distill3d.data import Scene, resolve_scene_dir
 from distill3d.data.splits import load_scene_splits
 from distill3d.teachers import build_teacher, scene_features
 
+from distillcore.dist import DEFAULT_TIMEOUT_S, in_torchrun_job
 from distillcore.runs import RunDirectory, RunError, run_fingerprint
 from distillcore.serialization import write_json_atomic
 
@@ -66,9 +67,12 @@ def _prefixed(scene: Scene, prefix: str) -> Scene:
 
 def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str | pathlib.Path,
                 cache_dir: str | pathlib.Path = DEFAULT_CACHE, resume: bool = False, progress: bool = True,
-                plain: bool = False, downscale: int = 1, overwrite: bool = False,
-                **teacher_kwargs) -> tuple[Trainer, dict]:
+                plain: bool = False, downscale: int = 1, overwrite: bool = False, nproc: int = 1,
+                dist_timeout: float = DEFAULT_TIMEOUT_S, **teacher_kwargs) -> tuple[Trainer | None, dict]:
     """Trains a feature field (or plain 3DGS with ``plain=True``) and writes the PLY and metrics.
+
+    ``nproc > 1`` (or a torchrun job) trains on several ranks with the Gaussians sharded
+    (:func:`distill3d.fields.distributed.train_field_sharded`; the returned trainer is then None).
 
     ``out_dir`` is guarded by :class:`distillcore.runs.RunDirectory` before any work: checked writable,
     locked against a second run, and an existing run there is continued only with ``resume`` (its
@@ -76,15 +80,15 @@ def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str
     or replaced only with ``overwrite``. Resuming a run already at ``config.steps`` returns its saved
     metrics; ``config.steps`` below the checkpoint's step is an error.
     """
+    if nproc > 1 or in_torchrun_job():
+        from .distributed import train_field_sharded
+
+        return None, train_field_sharded(scene_dir, config, out_dir, cache_dir, resume, progress, plain, downscale,
+                                         overwrite, nproc, dist_timeout, **teacher_kwargs)
     out_dir, scene_dir = pathlib.Path(out_dir), resolve_scene_dir(scene_dir)  # a folder or a bundled scene's name
     teacher = None if plain else config.teacher
-    fingerprint = run_fingerprint(scene=scene_dir, config=config.to_dict(), teacher=teacher, downscale=downscale,
-                                  teacher_options={k: str(v) for k, v in teacher_kwargs.items()})
-    with RunDirectory(out_dir, fingerprint=fingerprint, resume=resume, overwrite=overwrite,
-                      markers=("checkpoint.pt",), outputs=("point_cloud.ply", "point_cloud.decoder.pt", "metrics.json"),
-                      resume_ignore=("config.steps",),
-                      info={"scene": str(pathlib.Path(scene_dir).resolve()), "teacher": teacher,
-                            "downscale": downscale}) as run:
+    fingerprint = field_fingerprint(scene_dir, config, teacher, downscale, teacher_kwargs)
+    with field_run_directory(out_dir, scene_dir, fingerprint, teacher, downscale, resume, overwrite) as run:
         checkpoint = out_dir / "checkpoint.pt"
         done = _resumed_step(checkpoint, config.steps) if run.resumed and checkpoint.is_file() else None
         prepared = prepare_scene(scene_dir, teacher, cache_dir, progress, downscale, data=config.data, **teacher_kwargs)
@@ -104,6 +108,24 @@ def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str
         write_json_atomic(out_dir / "metrics.json", {"teacher": teacher, **metrics})
         run.complete(step=trainer.step)
     return trainer, metrics
+
+
+def field_fingerprint(scene_dir: pathlib.Path, config: TrainConfig, teacher: str | None, downscale: int,
+                      teacher_kwargs: dict) -> dict:
+    """What identifies a field run's inputs (``distillcore.runs``): scene content, config, teacher, downscale."""
+    return run_fingerprint(scene=scene_dir, config=config.to_dict(), teacher=teacher, downscale=downscale,
+                           teacher_options={k: str(v) for k, v in teacher_kwargs.items()})
+
+
+def field_run_directory(out_dir: pathlib.Path, scene_dir: pathlib.Path, fingerprint: dict, teacher: str | None,
+                        downscale: int, resume: bool, overwrite: bool,
+                        marker: str = "checkpoint.pt") -> RunDirectory:
+    """The :class:`RunDirectory` guarding a field run's ``out_dir`` (``marker``: its checkpoint file)."""
+    return RunDirectory(out_dir, fingerprint=fingerprint, resume=resume, overwrite=overwrite,
+                        markers=(marker,), outputs=("point_cloud.ply", "point_cloud.decoder.pt", "metrics.json"),
+                        resume_ignore=("config.steps",),
+                        info={"scene": str(pathlib.Path(scene_dir).resolve()), "teacher": teacher,
+                              "downscale": downscale})
 
 
 def _resumed_step(checkpoint: pathlib.Path, steps: int) -> int:

@@ -5,7 +5,10 @@ Per step, for one training view with image ``I`` and teacher map ``T [D, h, w]``
     R, F = render(view)                                  (RGB and features in one pass, image size)
     L = (1 - lambda) |R - I|_1 + lambda (1 - SSIM(R, I)) + w_f |resize(dec(F), (h, w)) - T|_1
 
-``dec`` is the speed-up decoder (identity without it). With ``feature_grad_to_geometry=False`` (the
+``dec`` is the speed-up decoder (identity without it), started at the teacher's PCA basis of the
+training maps (``decoder.init = "pca"``, see :mod:`.decoder`). The initial Gaussians are the scene's
+points (``init``) plus, for photos that show the sky, a sky sphere of distant Gaussians
+(``init.sky_points``, see :mod:`.background`). With ``feature_grad_to_geometry=False`` (the
 paper's setting) the feature term trains only the features (and decoder); geometry follows RGB.
 Densification is gsplat's ``DefaultStrategy`` on the rasterizer's ``meta``; the position learning
 rate decays exponentially; the SH degree rises by one every ``sh_degree_interval`` steps.
@@ -37,8 +40,9 @@ from distillcore.serialization import load_state, save_atomic
 from distill3d.data import PointInitConfig, Scene, initial_points
 from distill3d.render.rasterize import resolve_backend
 
-from .background import parse_background, recomposite
+from .background import parse_background, recomposite, sky_sphere
 from .config import TrainConfig
+from .decoder import teacher_pca
 from .field import FeatureField
 from .metrics import feature_cosine, image_ssim, psnr
 
@@ -86,6 +90,8 @@ class Trainer:
     carry a 1-wide feature column that is never rendered, so every field has the same layout).
     """
 
+    writes_reports = True  # TensorBoard curves; False on the non-zero ranks of a sharded run
+
     def __init__(self, train: Scene, config: TrainConfig, out_dir: str | pathlib.Path,
                  teacher_maps: dict[str, Tensor] | None = None, test: Scene | None = None,
                  name: str | None = None):
@@ -109,9 +115,15 @@ class Trainer:
         init = config.init
         points, colors = initial_points(train, PointInitConfig(init.method, init.num_points, init.random_radius,
                                                                config.seed))
+        if init.sky_points:  # distant Gaussians for the sky of photos (distill3d.fields.background)
+            sky_points, sky_colors = sky_sphere(train, init.sky_points, init.sky_radius)
+            points, colors = torch.cat([points, sky_points]), torch.cat([colors, sky_colors])
         low_dim = config.decoder.low_dim if (config.decoder.enabled and self.use_features) else None
         self.field = FeatureField.from_points(points, colors, config.sh_degree, teacher_dim or 1, init,
                                               low_dim).to(self.device)
+        if low_dim is not None and config.decoder.init == "pca":
+            self.field.decoder.init_pca(*(t.to(self.device) for t in teacher_pca(
+                [maps[name] for name in train.names], low_dim)))
         self.step = 0
         self.checkpoint_step: int | None = None  # step of the last checkpoint written or resumed
         self.history: list[dict] = []
@@ -244,7 +256,8 @@ class Trainer:
         cfg = self.config
         stop = cfg.steps if until is None else min(until, cfg.steps)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.name}", disable=not progress)
-        tb = ScalarWriter(self.out_dir / "tb")  # loss / PSNR curves when tensorboard is installed
+        # loss / PSNR curves when tensorboard is installed (one writer per run: rank 0 of a sharded run)
+        tb = ScalarWriter(self.out_dir / "tb", enabled=self.writes_reports)
         started = time.perf_counter()
         while self.step < stop:
             with deterministic_algorithms(cfg.deterministic):

@@ -2,7 +2,6 @@
 (issue 21, items 5, 7 and 9): each is one clear error naming the setting and what is allowed, raised where
 the setting is defined (the config dataclasses) and before any work, never a silent exit 0 or a traceback."""
 import json
-import math
 import pathlib
 import shutil
 import sys
