@@ -17,6 +17,15 @@ albedo / materials swapped in, and how each model treats cast shadows. Writes ``
     python benchmarks/prd.py              # 128 x 128, the default PRDConfig schedule
     python benchmarks/prd.py --quick --progress-sweep 0.1 0.9   # + PRD runs from other initial progress
     python benchmarks/prd.py --set model.init.albedo=0.5 --out /tmp/prd_grey.json   # (a) and (b) with other settings
+    python benchmarks/prd.py --size medium --scenes interreflect --visibility both --seeds 0 1 2
+
+``--visibility on`` shades (a) and (b) with the baked visibility of ``distill3d.inverse.visibility``
+(``both``: with and without, as ``prd`` / ``alpha_one`` and ``prd_visibility`` / ``alpha_one_visibility``).
+A scene name that is a builder recipe but not a bundled scene (``interreflect``) is built into
+``WORKDIR/scenes/NAME`` first; scenes with direct-only renders also report ``fallback``
+(``distill3d.inverse.unmodelled.fallback_report``). Colour: ``relit_psnr_aligned`` and ``albedo_psnr`` are
+per-channel-scale aligned (the tables' default); ``oracles.relit_psnr_white_balance`` /
+``relit_psnr_grey_world`` use the calibrations of ``distill3d.inverse.metrics`` instead.
 """
 from __future__ import annotations
 
@@ -29,14 +38,20 @@ import shutil
 
 from distillcore.serialization import write_json_atomic
 from distill3d.data import SCENES_DIR
+from distill3d.data.builder import build_scene
+from distill3d.data.recipes import RECIPES, get_recipe
 from distill3d.inverse.config import PRDConfig
 from distill3d.inverse.metrics import evaluate_inverse, relit_oracles
 from distill3d.inverse.pipeline import load_splits
 from distill3d.inverse.trainer import PRDTrainer, load_prd_checkpoint
+from distill3d.inverse.unmodelled import fallback_report, load_direct_renders
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "prd.json"
 QUICK = {"downsample": 2, "radiance_steps": 300, "stage_steps": (50, 50, 50), "num_points": 3000}
 FULL = {"downsample": 1, "radiance_steps": 3000, "stage_steps": None, "num_points": 20_000}
+# between the two: for runs over several seeds and settings on a shared CPU
+MEDIUM = {"downsample": 2, "radiance_steps": 1000, "stage_steps": (150, 200, 150), "num_points": 5000}
+SIZES = {"quick": QUICK, "medium": MEDIUM, "full": FULL}
 STAGE_NAMES = {stage.name for stage in PRDConfig().stages}
 
 
@@ -60,8 +75,10 @@ def settings_tag(settings: dict[str, object]) -> str:
 
 
 def benchmark_config(size: dict, progress: str, progress_init: float | None = None,
-                     settings: dict[str, object] | None = None) -> PRDConfig:
-    config = PRDConfig()
+                     settings: dict[str, object] | None = None, visibility: bool = False, seed: int = 0) -> PRDConfig:
+    config = PRDConfig(seed=seed)
+    config.radiance.seed = seed
+    config.model.visibility.enabled = visibility
     if progress_init is not None:
         config.model.init.progress = progress_init
     radiance = config.radiance
@@ -78,22 +95,27 @@ def benchmark_config(size: dict, progress: str, progress_init: float | None = No
 
 
 def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progress_bars: bool,
-              progress_sweep: tuple[float, ...] = (), settings: dict[str, object] | None = None) -> dict:
+              progress_sweep: tuple[float, ...] = (), settings: dict[str, object] | None = None,
+              visibility: str = "off", seed: int = 0) -> dict:
     settings = settings or {}
     train, test = load_splits(scene_dir, size["downsample"])
+    direct = load_direct_renders(scene_dir, "test", size["downsample"])
     results: dict[str, dict] = {}
-    runs = [("prd", "learned", None), ("alpha_one", "one", None)]
-    runs += [(f"prd_progress_init_{p:g}", "learned", p) for p in progress_sweep]
-    run_dir = workdir / scene_dir.name / (settings_tag(settings) if settings else "")
+    runs = []
+    for shaded in {"off": (False,), "on": (True,), "both": (False, True)}[visibility]:
+        suffix = "_visibility" if shaded else ""
+        runs += [(f"prd{suffix}", "learned", None, shaded), (f"alpha_one{suffix}", "one", None, shaded)]
+    runs += [(f"prd_progress_init_{p:g}", "learned", p, visibility == "on") for p in progress_sweep]
+    run_dir = workdir / scene_dir.name / (f"seed_{seed}" if seed else "") / (settings_tag(settings) if settings else "")
     # Every run starts from the same pre-training: the default runs' one, unless the settings change it.
-    shared = workdir / scene_dir.name / "prd" / "radiance"
+    shared = workdir / scene_dir.name / (f"seed_{seed}" if seed else "") / runs[0][0] / "radiance"
     if any(key.startswith("radiance.") for key in settings) or not shared.exists():
-        shared = run_dir / "prd" / "radiance"
-    for method, progress, progress_init in runs:
+        shared = run_dir / runs[0][0] / "radiance"
+    for method, progress, progress_init, shaded in runs:
         out = run_dir / method
         if out / "radiance" != shared and not (out / "radiance").exists():
             shutil.copytree(shared, out / "radiance")
-        config = benchmark_config(size, progress, progress_init, settings)
+        config = benchmark_config(size, progress, progress_init, settings, shaded, seed)
         trainer = PRDTrainer(train, config, out, test, name=scene_dir.name)
         if trainer.checkpoint_path.is_file():
             if load_prd_checkpoint(trainer.checkpoint_path)["config"] == trainer.config.to_dict():
@@ -104,12 +126,17 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
         trainer.train(progress=progress_bars)
         metrics = evaluate_inverse(trainer.model, test)
         metrics["oracles"] = relit_oracles(trainer.model, test)
+        if direct is not None:
+            metrics["fallback"] = fallback_report(trainer.model, test, direct)
         # Summed over the stages from the checkpoint's history, so a reused run reports its training time;
         # None for checkpoints of versions that did not record it.
         stage_seconds = [h.get("seconds") for h in trainer.history if h.get("stage") in STAGE_NAMES]
         metrics["physical_train_seconds"] = None if None in stage_seconds else sum(stage_seconds)
         results[method] = metrics
-        if method == "prd":
+        bake = [h["seconds"] for h in trainer.history if h.get("stage") == "visibility"]
+        if bake:
+            metrics["visibility_bake_seconds"] = bake[0]
+        if method == runs[0][0]:
             radiance = next(h for h in trainer.history if h.get("stage") == "radiance")
             results["plain_3dgs"] = {"novel_psnr": radiance["psnr"], "novel_ssim": radiance["ssim"],
                                      "num_gaussians": radiance["num_gaussians"]}
@@ -117,33 +144,74 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
             **results}
 
 
+METHOD_LABELS = {"prd": "(a) PRD", "alpha_one": "(b) physical only (alpha=1)",
+                 "prd_visibility": "(a) PRD, visibility", "alpha_one_visibility": "(b) alpha=1, visibility",
+                 "plain_3dgs": "(c) plain 3DGS"}
+SUMMARY_METRICS = ("novel_psnr", "relit_psnr", "relit_psnr_aligned", "albedo_psnr")
+
+
 def print_table(scene: str, r: dict) -> None:
     cols = ("novel_psnr", "novel_ssim", "relit_psnr", "relit_psnr_aligned", "relit_ssim", "albedo_psnr",
             "normal_error_deg", "mean_progress_objects")
-    print(f"\n{scene} ({r['resolution'][0]}x{r['resolution'][1]}, {r['train_views']} train / {r['test_views']} test views)")
+    print(f"\n{scene} ({r['resolution'][0]}x{r['resolution'][1]}, {r['train_views']} train / {r['test_views']} test views; "
+          "relit aligned and albedo PSNR: per-channel scale aligned)")
     print(f"{'method':<34}" + "".join(f"{c:>22}" for c in cols))
-    names = {"prd": "(a) PRD", "alpha_one": "(b) physical only (alpha=1)", "plain_3dgs": "(c) plain 3DGS"}
+    names = {k: v for k, v in METHOD_LABELS.items() if k in r}
     names.update({k: f"(a) initial progress {k.rsplit('_', 1)[1]}" for k in r if k.startswith("prd_progress_init_")})
     for key, label in names.items():
         row = r[key]
         print(f"{label:<34}" + "".join(f"{row[c]:>22.3f}" if c in row else f"{'-':>22}" for c in cols))
-    print(f"relit PSNR (a) - (b): {r['prd']['relit_psnr'] - r['alpha_one']['relit_psnr']:+.2f} dB (target >= +1); "
-          f"novel PSNR (a) - (c): {r['prd']['novel_psnr'] - r['plain_3dgs']['novel_psnr']:+.2f} dB (target >= -0.5)")
-    oracle_cols = ("relit_psnr_model", "relit_psnr_gt_normals", "relit_psnr_albedo_rescaled", "relit_psnr_gt_albedo",
-                   "relit_psnr_gt_materials", "relit_psnr_gt_albedo_in_shadows", "mean_progress_shadows",
-                   "mean_progress_lit", "albedo_brightness_shadows")
-    print("relit PSNR with ground truth swapped in on objects (distill3d.inverse.metrics.relit_oracles); "
-          f"cast shadows cover {r['prd']['oracles'].get('shadow_fraction', 0) * 100:.1f}% of object pixels")
+    for suffix in ("", "_visibility"):
+        a, b = r.get("prd" + suffix), r.get("alpha_one" + suffix)
+        if a and b:
+            print(f"(a) - (b){suffix}: relit aligned {a['relit_psnr_aligned'] - b['relit_psnr_aligned']:+.2f} dB, albedo "
+                  f"{a['albedo_psnr'] - b['albedo_psnr']:+.2f} dB; novel (a) - (c) "
+                  f"{a['novel_psnr'] - r['plain_3dgs']['novel_psnr']:+.2f} dB (target >= -0.5)")
+    oracle_cols = ("relit_psnr_model", "relit_psnr_white_balance", "relit_psnr_grey_world", "relit_psnr_albedo_rescaled",
+                   "relit_psnr_gt_albedo", "relit_psnr_gt_materials", "relit_psnr_gt_albedo_in_shadows",
+                   "mean_progress_shadows", "mean_progress_lit", "albedo_brightness_shadows", "albedo_brightness_lit")
+    first = next(iter(names))
+    print("relit PSNR with ground truth swapped in on objects or colour calibrations (distill3d.inverse.metrics."
+          f"relit_oracles); cast shadows cover {r[first].get('oracles', {}).get('shadow_fraction', 0) * 100:.1f}% of "
+          "object pixels")
     print(f"{'method':<34}" + "".join(f"{c.removeprefix('relit_psnr_'):>27}" for c in oracle_cols))
     for key, label in names.items():
         row = r[key].get("oracles", {})
         if row:
             print(f"{label:<34}" + "".join(f"{row[c]:>27.3f}" if c in row else f"{'-':>27}" for c in oracle_cols))
+    fallback_cols = ("unmodelled_fraction_mean", "correlation_1_minus_progress_vs_unmodelled", "progress_dominated",
+                     "progress_rest", "albedo_abs_error_dominated", "albedo_abs_error_rest")
+    if any("fallback" in r[k] for k in names if isinstance(r[k], dict)):
+        print("unmodelled light (full - direct renders; distill3d.inverse.unmodelled.fallback_report)")
+        print(f"{'method':<34}" + "".join(f"{c:>45}" for c in fallback_cols))
+        for key, label in names.items():
+            row = r[key].get("fallback", {})
+            if row:
+                print(f"{label:<34}" + "".join(f"{row[c]:>45.3f}" for c in fallback_cols))
+
+
+def seed_summary(per_seed: dict[int, dict]) -> dict:
+    """Mean and spread (max - min) over seeds of the headline metrics of each method."""
+    out: dict[str, dict] = {}
+    methods = set.intersection(*(set(k for k, v in r.items() if isinstance(v, dict)) for r in per_seed.values()))
+    for method in sorted(methods):
+        for metric in SUMMARY_METRICS + ("fallback.correlation_1_minus_progress_vs_unmodelled",
+                                         "fallback.albedo_abs_error_dominated", "oracles.albedo_brightness_shadows"):
+            group, _, name = metric.rpartition(".")
+            values = [(r[method].get(group, {}) if group else r[method]).get(name) for r in per_seed.values()]
+            if all(v is not None for v in values):
+                out.setdefault(method, {})[metric] = {"mean": sum(values) / len(values), "spread": max(values) - min(values),
+                                                      "values": values}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="reduced run (64 x 64, short schedules)")
+    parser.add_argument("--quick", action="store_true", help="reduced run (64 x 64, short schedules); = --size quick")
+    parser.add_argument("--size", choices=sorted(SIZES), default=None, help="quick, medium or full (default: full)")
+    parser.add_argument("--visibility", choices=("off", "on", "both"), default="off",
+                        help="shade (a) and (b) with baked visibility: off, on, or both variants")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the pre-training and stages")
     parser.add_argument("--scenes", nargs="+", default=["default"], help="bundled scene names (distill3d/scenes/NAME) or paths")
     parser.add_argument("--workdir", default=str(pathlib.Path.home() / ".cache" / "distillkit" / "bench_prd"),
                         help="run folders (checkpoints: an interrupted benchmark resumes)")
@@ -169,20 +237,30 @@ def main(argv: list[str] | None = None) -> int:
         apply_settings(PRDConfig(), settings)
     except ValueError as error:
         parser.error(str(error))
-    size = QUICK if args.quick else FULL
-    workdir = pathlib.Path(args.workdir) / ("quick" if args.quick else "full")
-    report = {"mode": "quick" if args.quick else "full", "size": size, "settings": settings, "scenes": {}}
+    mode = args.size or ("quick" if args.quick else "full")
+    size = SIZES[mode]
+    workdir = pathlib.Path(args.workdir) / mode
+    report = {"mode": mode, "size": size, "settings": settings, "visibility": args.visibility, "seeds": args.seeds,
+              "colour": "relit_psnr_aligned and albedo_psnr are per-channel-scale aligned; oracles hold the "
+                        "white-balance and grey-world calibrations", "scenes": {}}
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.scenes:
         scene_dir = pathlib.Path(name) if pathlib.Path(name).is_dir() else SCENES_DIR / name
+        if not (scene_dir / "transforms_train.json").is_file() and name in RECIPES:
+            scene_dir = build_scene(get_recipe(name), pathlib.Path(args.workdir) / "scenes" / name)
         if not (scene_dir / "transforms_train.json").is_file():
             print(f"skipping {name}: no scene at {scene_dir} (build it with `distill3d scenes build {name}`)")
             report["scenes"][name] = {"missing": str(scene_dir)}
             continue
-        report["scenes"][name] = run_scene(scene_dir, size, workdir, not args.no_progress, tuple(args.progress_sweep),
-                                           settings)
-        print_table(name, report["scenes"][name])
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        per_seed = {}
+        for seed in args.seeds:
+            per_seed[seed] = run_scene(scene_dir, size, workdir, not args.no_progress, tuple(args.progress_sweep),
+                                       settings, args.visibility, seed)
+            print_table(f"{name}, seed {seed}", per_seed[seed])
+            report["scenes"][name] = {**per_seed[args.seeds[0]], "seeds": {str(k): v for k, v in per_seed.items()},
+                                      "seed_summary": seed_summary(per_seed)}
+            write_json_atomic(out, report)  # after every seed: an interrupted benchmark keeps what it measured
     write_json_atomic(out, report)
     print(f"\nwrote {out}")
     return 0

@@ -18,6 +18,8 @@ Test views get a third pass under the second ("relight") environment. Output lay
     train/r_000_geometry.npz   depth [H, W] float32 z-depth (OpenCV, 0 = no surface),
                                normal [H, W, 3] float16 world-space, facing the camera
     test/r_000_relit.png       RGBA under the relight environment (test views only)
+    train/r_000_direct.npz     with ``render.direct_pass``: radiance [H, W, 3] float16, linear, unclipped,
+                               straight alpha, direct light only (one bounce: shadows, no inter-reflection)
     environment.npz            train / relight environments [He, We, 3] float32 (see environment.py)
     scene.json                 recipe, object table, conventions, build time
 
@@ -46,7 +48,7 @@ from distill3d.data.environment import synthesize_environment
 from distill3d.data.files import to_uint8, write_npz, write_png
 from distill3d.data.meshes import resolve_mesh
 from distill3d.data.mitsuba_setup import ensure_variant
-from distill3d.data.recipes import CameraRig, MaterialSpec, ObjectSpec, SceneRecipe
+from distill3d.data.recipes import CameraRig, MaterialSpec, ObjectSpec, SceneRecipe, SurroundSpec
 
 BACKGROUND_ID = 0
 TABLE_ID = 1
@@ -100,6 +102,8 @@ def _bsdf(material: MaterialSpec, texture: Path | None) -> dict:
         }
     else:
         base = _rgb(material.base_color)
+    if material.lambertian:
+        return {"type": "diffuse", "reflectance": base}
     return {
         "type": "principled",
         "base_color": base,
@@ -133,6 +137,25 @@ def _object_shape(spec: ObjectSpec) -> dict:
     return {"type": kind, "filename": str(path), "to_world": to_world, "bsdf": _bsdf(spec.material, texture)}
 
 
+def _surround_shapes(surround: SurroundSpec, ground_z: float) -> dict[str, dict]:
+    """mitsuba rectangles (``[-1, 1]^2`` in the xy plane, normal +z) of the ground and the walls, each
+    wall turned to face the origin: rotate x by 90 degrees (normal -y = -(cos 90, sin 90)), then z by
+    ``azimuth - 90``."""
+    mi = ensure_variant()
+    T = mi.ScalarTransform4f
+    r = surround.ground_half_extent
+    shapes = {"ground": {"type": "rectangle", "to_world": T().translate([0, 0, ground_z]) @ T().scale([r, r, 1]),
+                         "bsdf": _bsdf(surround.ground_material, None)}}
+    half_height = surround.wall_height / 2
+    for k, azimuth in enumerate(surround.wall_azimuths_deg):
+        a = math.radians(azimuth)
+        centre = [surround.wall_distance * math.cos(a), surround.wall_distance * math.sin(a), ground_z + half_height]
+        to_world = (T().translate(centre) @ T().rotate([0, 0, 1], azimuth - 90.0) @ T().rotate([1, 0, 0], 90.0)
+                    @ T().scale([surround.wall_half_width, half_height, 1]))
+        shapes[f"wall_{k}"] = {"type": "rectangle", "to_world": to_world, "bsdf": _bsdf(surround.wall_material, None)}
+    return shapes
+
+
 def _scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
     mi = ensure_variant()
     T = mi.ScalarTransform4f
@@ -152,7 +175,16 @@ def _scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
         if spec.name in scene or spec.name in ("background", "table"):
             raise ValueError(f"object name {spec.name!r} is reserved or used twice")
         scene[spec.name] = _object_shape(spec)
+    if recipe.surround is not None:
+        scene.update(_surround_shapes(recipe.surround, -recipe.table.thickness))
     return scene
+
+
+def _surround_rows(surround: SurroundSpec | None) -> list[tuple[str, MaterialSpec]]:
+    if surround is None:
+        return []
+    walls = [(f"wall_{k}", surround.wall_material) for k in range(len(surround.wall_azimuths_deg))]
+    return [("ground", surround.ground_material)] + walls
 
 
 def object_table(recipe: SceneRecipe) -> list[dict]:
@@ -164,6 +196,8 @@ def object_table(recipe: SceneRecipe) -> list[dict]:
     for i, spec in enumerate(recipe.objects):
         rows.append({"id": TABLE_ID + 1 + i, "name": spec.name, "mesh": spec.mesh,
                      "material": dataclasses.asdict(spec.material)})
+    for name, material in _surround_rows(recipe.surround):  # after the objects: their ids stay as without
+        rows.append({"id": len(rows), "name": name, "mesh": "rectangle", "material": dataclasses.asdict(material)})
     return rows
 
 
@@ -173,17 +207,23 @@ class _Renderer:
     def __init__(self, recipe: SceneRecipe, environments: dict[str, np.ndarray]):
         mi = ensure_variant()
         self.recipe = recipe
-        self.scenes = {name: mi.load_dict(_scene_dict(recipe, env)) for name, env in environments.items()}
+        # optimize=False: mitsuba would merge shapes of equal materials (two walls) into one, losing their ids
+        self.scenes = {name: mi.load_dict(_scene_dict(recipe, env), optimize=False)
+                       for name, env in environments.items()}
         settings = recipe.render
         self.geometry_integrator = mi.load_dict({"type": "aov", "aovs": "pos:position,nn:sh_normal,alb:albedo,id:shape_index"})
-        self.path_integrator = mi.load_dict({"type": "path", "max_depth": settings.max_depth, "hide_emitters": True})
+        self.path_integrator = mi.load_dict({"type": "path", "max_depth": settings.max_depth,
+                                             "hide_emitters": not settings.show_environment})
+        self.direct_integrator = mi.load_dict({"type": "path", "max_depth": 2,
+                                               "hide_emitters": not settings.show_environment})
         # the aov shape_index is 1 + the shape's position in scene.shapes(), 0 where nothing is hit.
         ids = {row["name"]: row["id"] for row in object_table(recipe)}
         shapes = self.scenes["train"].shapes()
         self.shape_to_object = np.zeros(len(shapes) + 1, dtype=np.int64)
         for i, shape in enumerate(shapes):
             self.shape_to_object[i + 1] = ids[shape.id()]
-        materials = [recipe.table.material] + [spec.material for spec in recipe.objects]
+        materials = ([recipe.table.material] + [spec.material for spec in recipe.objects]
+                     + [material for _, material in _surround_rows(recipe.surround)])
         self.roughness = np.array([0.0] + [m.roughness for m in materials], dtype=np.float32)
         self.metallic = np.array([0.0] + [m.metallic for m in materials], dtype=np.float32)
 
@@ -214,19 +254,33 @@ class _Renderer:
         return {"depth": depth.astype(np.float32), "normal": normal.astype(np.float16),
                 "albedo": albedo * hit[..., None], "ids": ids.astype(np.uint8)}
 
-    def beauty(self, c2w_opengl: np.ndarray, light: str, seed: int) -> np.ndarray:
-        """RGBA ``[H, W, 4]``: straight-alpha sRGB colour in [0, 1] and coverage alpha."""
+    def _render(self, c2w_opengl: np.ndarray, light: str, seed: int, integrator) -> np.ndarray:
+        """Linear RGBA film ``[H, W, 4]`` (colour premultiplied by coverage) of ``integrator``."""
         mi = ensure_variant()
         sampler = {"type": self.recipe.render.sampler, "sample_count": self.recipe.render.spp}
         sensor = self._sensor(c2w_opengl, sampler, "rgba")
-        rgba = np.array(mi.render(self.scenes[light], sensor=sensor, integrator=self.path_integrator, seed=seed))
+        return np.array(mi.render(self.scenes[light], sensor=sensor, integrator=integrator, seed=seed))
+
+    def direct(self, c2w_opengl: np.ndarray, seed: int) -> np.ndarray:
+        """Linear radiance ``[H, W, 3]`` under the training light with direct lighting only (``path`` with
+        max_depth 2: one bounce, shadows included), straight alpha, unclipped."""
+        rgba = self._render(c2w_opengl, "train", seed, self.direct_integrator)
+        alpha = rgba[..., 3:4]
+        return np.where(alpha > 0, rgba[..., :3] / np.maximum(alpha, 1e-8), 0.0).astype(np.float32)
+
+    def beauty(self, c2w_opengl: np.ndarray, light: str, seed: int) -> np.ndarray:
+        """RGBA ``[H, W, 4]``: straight-alpha sRGB colour in [0, 1] and coverage alpha; with the
+        environment shown, RGB ``[H, W, 3]`` (every pixel sees something, as in a photo)."""
+        rgba = self._render(c2w_opengl, light, seed, self.path_integrator)
+        if self.recipe.render.show_environment:
+            return linear_to_srgb(rgba[..., :3])
         alpha = rgba[..., 3:4]
         # missed samples add zero radiance, so the film's colour is premultiplied by coverage
         straight = np.where(alpha > 0, rgba[..., :3] / np.maximum(alpha, 1e-8), 0.0)
         return np.concatenate([linear_to_srgb(straight), np.clip(alpha, 0.0, 1.0)], axis=-1)
 
 
-def _view_files(split: str, index: int) -> dict[str, str]:
+def _view_files(split: str, index: int, direct: bool = False) -> dict[str, str]:
     stem = f"{split}/r_{index:03d}"
     files = {
         "file_path": f"./{stem}",
@@ -237,6 +291,8 @@ def _view_files(split: str, index: int) -> dict[str, str]:
     }
     if split == "test":
         files["relit_file_path"] = f"./{stem}_relit.png"
+    if direct:
+        files["direct_file_path"] = f"./{stem}_direct.npz"
     return files
 
 
@@ -255,8 +311,10 @@ def _scene_json(recipe: SceneRecipe, build_seconds: float | None = None) -> dict
         "conventions": {
             "world": "z up; the table top is the plane z = 0",
             "transform_matrix": "OpenGL camera-to-world (Blender): x right, y up, z backward",
-            "rgb": "RGBA PNG, linear radiance clipped to [0, 1] then sRGB-encoded, straight alpha; "
-                   "the environment is hidden from the camera (alpha 0 where no object)",
+            "rgb": ("RGB PNG, linear radiance clipped to [0, 1] then sRGB-encoded; the environment is seen "
+                    "behind the objects (no alpha, like a photo)" if recipe.render.show_environment else
+                    "RGBA PNG, linear radiance clipped to [0, 1] then sRGB-encoded, straight alpha; "
+                    "the environment is hidden from the camera (alpha 0 where no object)"),
             "albedo": "linear base colour, sRGB-encoded in the PNG",
             "material": "R = roughness, G = metallic, linear, scaled by 255",
             "mask": "uint8 object id, see objects",
@@ -295,7 +353,7 @@ def build_scene(recipe: SceneRecipe, out_dir: str | Path, *, overwrite: bool = F
     frames: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for view in tqdm(range(len(splits)), desc=f"rendering {recipe.name}", disable=not progress, unit="view"):
         split = splits[view]
-        files = _view_files(split, len(frames[split]))
+        files = _view_files(split, len(frames[split]), settings.direct_pass)
         frames[split].append({**files, "transform_matrix": c2w_all[view].tolist()})
         if not overwrite and all(_file(out, f).is_file() for f in files.values()):
             continue
@@ -306,6 +364,8 @@ def build_scene(recipe: SceneRecipe, out_dir: str | Path, *, overwrite: bool = F
         write_png(_file(out, files["albedo_file_path"]), to_uint8(linear_to_srgb(geo["albedo"])))
         write_png(_file(out, files["material_file_path"]), to_uint8(material))
         write_png(_file(out, files["mask_file_path"]), ids)
+        if settings.direct_pass:  # the beauty pass's seed: correlated noise in full - direct
+            write_npz(_file(out, files["direct_file_path"]), radiance=renderer.direct(c2w_all[view], 2 * view).astype(np.float16))
         if split == "test":
             write_png(_file(out, files["relit_file_path"]), to_uint8(renderer.beauty(c2w_all[view], "relight", 2 * view + 1)))
         # the RGB image last: its presence marks the view done

@@ -22,6 +22,7 @@ from distill3d.fields.config import DensifyConfig, TrainConfig, _from_dict
 
 from .brdf_lut import BRDFLutConfig
 from .prefilter import PrefilterConfig
+from .visibility import VisibilityConfig
 
 GROUPS = ("geometry", "radiance", "albedo", "roughness", "metallic", "progress", "normal_residual", "light")
 
@@ -98,6 +99,8 @@ class ModelConfig:
     normal_residual: bool = False  # learn a per-Gaussian residual added to the shortest-axis normal
     progress: Literal["learned", "one"] = "learned"  # "one": alpha_p = 1, no radiance fallback (GS-IR style)
     material_grad_to_geometry: bool = True  # may shading losses move the Gaussians (through compositing)
+    # environment visibility baked by tracing the Gaussians (shadows in diffuse and specular shading)
+    visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
     prefilter: PrefilterConfig = field(default_factory=PrefilterConfig)
     brdf_lut: BRDFLutConfig = field(default_factory=BRDFLutConfig)
     init: MaterialInitConfig = field(default_factory=MaterialInitConfig)
@@ -110,6 +113,7 @@ class ModelConfig:
         check_range(self.min_roughness, "model.min_roughness", 0, 1, high_open=True)
         check_choice(self.progress, "model.progress", ("learned", "one"))
         self.init.validate()
+        self.visibility.validate()
 
 
 @dataclass

@@ -10,6 +10,16 @@
 
 Object pixels are those with ground-truth coverage ``alphas > 0.5``.
 
+Colour. Under one light, the colour of the light and that of the albedo cannot be told apart, so the
+tables report the aligned PSNRs above by default. Two calibrations that need no ground-truth albedo
+scale the albedo per channel by ``k_c`` (and the light by ``1 / k_c``, leaving the photos unchanged)
+before relighting (:func:`colour_calibration`, ``relit_psnr_white_balance`` / ``relit_psnr_grey_world``):
+
+    white balance (the training light's mean colour m known, e.g. from a grey card):
+        k_c = (l_c / m_c) / mean_c'(l_c' / m_c')          l: the learned light's mean colour
+    grey world (the scene's mean albedo is grey):
+        k_c = mean_c'(a_c') / a_c                          a: mean albedo over object pixels
+
 :func:`relit_oracles` tells which component limits relighting: the relit PSNR again with ground-truth
 maps swapped in on object pixels, and how the model treats cast shadows (the light path the physical
 model lacks, which the radiance fallback is meant to keep out of the materials).
@@ -104,6 +114,23 @@ def evaluate_inverse(model: PRDModel, scene: Scene, backend: str = "auto") -> di
     return out
 
 
+def colour_calibration(model: PRDModel, scene: Scene, mode: str,
+                       albedo: Tensor,  # [V, 3, H, W] the model's albedo maps
+                       mask: Tensor,  # [V, 1, H, W] bool, object pixels
+                       ) -> Tensor:  # [3]
+    """Per-channel albedo scale ``k`` of a colour calibration (module doc): ``white_balance`` (needs
+    ``scene.environment``, the known training light) or ``grey_world``."""
+    if mode == "grey_world":
+        mean = (albedo * mask).sum((0, 2, 3)) / mask.sum().clamp(min=1)
+        return mean.mean() / mean.clamp(min=1e-6)
+    if mode == "white_balance":
+        learned = model.light.radiance().detach().reshape(-1, 3).mean(0)
+        known = environment_from(scene.environment, model.light.resolution).radiance().reshape(-1, 3).mean(0)
+        ratio = learned / known.clamp(min=1e-6)
+        return ratio / ratio.mean()
+    raise ValueError(f"colour calibration must be 'white_balance' or 'grey_world', got {mode!r}")
+
+
 def ground_truth_gbuffer(scene: Scene, index: int) -> GBuffer:
     """The scene's ground-truth maps of view ``index`` as a G-buffer (progress 1, no radiance)."""
     alpha = scene.alphas[index]
@@ -145,7 +172,7 @@ def relit_oracles(model: PRDModel, scene: Scene, backend: str = "auto") -> dict[
     light = model.prepare_light(environment_from(scene.relight_environment, model.light.resolution))
     views = range(scene.num_views)
     gbuffers = [model.gbuffer(scene.viewmats[i], scene.Ks[i], scene.width, scene.height, scene.background,
-                              backend=backend) for i in views]
+                              light=light, backend=backend) for i in views]
     objects = [scene.alphas[i] > FOREGROUND_THRESHOLD for i in views]
     albedo = torch.stack([g.albedo for g in gbuffers]).permute(0, 3, 1, 2)
     scale = channel_scale(albedo, scene.albedos.permute(0, 3, 1, 2), torch.stack(objects).permute(0, 3, 1, 2))
@@ -170,6 +197,12 @@ def relit_oracles(model: PRDModel, scene: Scene, backend: str = "auto") -> dict[
         "relit_psnr_gt_albedo": relit_psnr(lambda i, g: g.swapped(objects[i], albedo=scene.albedos[i])),
         "relit_psnr_gt_materials": relit_psnr(gt_materials),
     }
+    for mode in ("white_balance", "grey_world"):
+        if mode == "white_balance" and scene.environment is None:
+            continue
+        k = colour_calibration(model, scene, mode, albedo, torch.stack(objects).permute(0, 3, 1, 2))
+        out[f"relit_psnr_{mode}"] = relit_psnr(lambda i, g: g.swapped(objects[i], albedo=(g.albedo * k).clamp(0, 1)))
+        out[f"colour_scale_{mode}"] = k.tolist()
     if scene.environment is None:
         return out
     train_light = model.prepare_light(environment_from(scene.environment, model.light.resolution))

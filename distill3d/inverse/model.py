@@ -17,6 +17,11 @@ over the background:
     I_phys = A srgb(shade(maps, light)) + (1 - A) bg,     I = alpha_p I_phys + (1 - alpha_p) I_rad
 
 with ``alpha_p`` the progress map (``ModelConfig.progress == "one"`` fixes it to 1: no fallback).
+
+With ``ModelConfig.visibility.enabled``, :meth:`PRDModel.bake_visibility` traces each Gaussian's
+visibility of the environment (``visibility.py``; a buffer ``[N, D]`` saved with the model) and the same
+pass splats, per Gaussian, the irradiance its occluders remove under the light being rendered and its
+specular visibility; shading subtracts and multiplies them.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ from .brdf_lut import brdf_lut
 from .config import ModelConfig
 from .cubemap import EnvironmentMap
 from .normals import gaussian_normals, pixel_view_directions
-from .shading import PreparedLight, prepare_light, shade
+from .shading import PreparedLight, prepare_light, reflect, shade
+from .visibility import bake_visibility, fibonacci_directions, occluded_irradiance, specular_visibility
 
 MATERIAL_CHANNELS = {"albedo": 3, "roughness": 1, "metallic": 1, "progress": 1}
 COVERAGE_EPS = 1e-4  # coverage below which a pixel's maps are not normalised (empty pixels)
@@ -66,6 +72,9 @@ class GBuffer:
     progress: Tensor  # [H, W, 1] alpha_p (1 with ModelConfig.progress == "one")
     normals: Tensor  # [H, W, 3] world-space unit normals (0 where empty)
     meta: dict
+    occluded: Tensor | None = None  # [H, W, 3] irradiance removed by occluders under ``light`` (visibility)
+    specular_visibility: Tensor | None = None  # [H, W, 1]
+    light: PreparedLight | None = None  # the light ``occluded`` was computed for
 
     def swapped(self, where: Tensor,  # [H, W, 1] bool
                 **maps: Tensor,  # name -> [H, W, C]
@@ -95,7 +104,7 @@ class PRDModel(nn.Module):
     """Gaussians with material extras (``MATERIAL_CHANNELS``, optional ``normal_residual``) + a light."""
 
     def __init__(self, gaussians: Gaussians, config: ModelConfig = ModelConfig(),
-                 light: EnvironmentMap | None = None):
+                 light: EnvironmentMap | None = None, visibility: Tensor | None = None):
         super().__init__()
         wanted = dict(MATERIAL_CHANNELS, **({"normal_residual": 3} if config.normal_residual else {}))
         for name, width in wanted.items():
@@ -105,6 +114,10 @@ class PRDModel(nn.Module):
         self.config = config
         self.light = light if light is not None else EnvironmentMap(config.env_resolution, config.init.light)
         self.register_buffer("brdf_table", brdf_lut(config.brdf_lut).clone(), persistent=False)
+        # baked V [N, D] (float16), empty until bake_visibility; saved with the model
+        self.register_buffer("visibility", visibility if visibility is not None else torch.zeros(0, 0, dtype=torch.float16))
+        self.register_buffer("visibility_directions", fibonacci_directions(config.visibility.num_directions),
+                             persistent=False)
 
     @classmethod
     def from_radiance(cls, radiance: Gaussians, config: ModelConfig = ModelConfig()) -> "PRDModel":
@@ -136,10 +149,24 @@ class PRDModel(nn.Module):
         prefix = "gaussians.params."
         params = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         standard = {k: params.pop(k) for k in STANDARD_KEYS}
+        visibility = state.get("visibility", torch.zeros(0, 0, dtype=torch.float16))  # absent before visibility
         model = cls(Gaussians(**standard, extras=params), config,
-                    EnvironmentMap(state["light.log_radiance"].shape[1]))
-        model.load_state_dict(state)
+                    EnvironmentMap(state["light.log_radiance"].shape[1]), visibility=visibility.clone())
+        model.load_state_dict({**state, "visibility": visibility})
         return model
+
+    @property
+    def uses_visibility(self) -> bool:
+        return self.config.visibility.enabled and self.visibility.shape[0] == len(self.gaussians)
+
+    @torch.no_grad()
+    def bake_visibility(self, scene_scale: float) -> Tensor:
+        """Traces ``V`` [N, D] of the current Gaussians (``visibility.bake_visibility``) and keeps it."""
+        g, cfg = self.gaussians, self.config.visibility
+        self.visibility = bake_visibility(g.means.detach(), g.quats.detach(), g.activated_scales.detach(),
+                                          g.activated_opacities.detach(), self.visibility_directions,
+                                          cfg.ray_offset * scene_scale, cfg.grid_cells, cfg.max_pairs).half()
+        return self.visibility
 
     # ---- activated per-Gaussian materials ------------------------------------------------------------
     def albedo(self) -> Tensor:
@@ -156,21 +183,33 @@ class PRDModel(nn.Module):
         return torch.sigmoid(self.gaussians.params["progress"])
 
     def prepare_light(self, light: EnvironmentMap | None = None) -> PreparedLight:
-        """SH + pre-filtered levels of ``light`` (default: the learned one)."""
-        return prepare_light((light or self.light).radiance(), self.config.prefilter)
+        """SH + pre-filtered levels of ``light`` (default: the learned one), and its light on the visibility
+        directions when the model shades with visibility."""
+        directions = self.visibility_directions if self.uses_visibility else None
+        return prepare_light((light or self.light).radiance(), self.config.prefilter, directions)
 
     # ---- rendering ------------------------------------------------------------------------------------
     def gbuffer(self, viewmat: Tensor,  # [4, 4]
                 K: Tensor,  # [3, 3]
                 width: int, height: int, background: Tensor,  # [3]
-                *, sh_degree: int | None = None, backend: str = "auto") -> GBuffer:
+                *, light: PreparedLight | None = None, sh_degree: int | None = None, backend: str = "auto") -> GBuffer:
         """The rasterizer pass of one view: radiance image and material / progress / normal maps
-        (normals face this camera)."""
+        (normals face this camera); with visibility, also the occluded irradiance under ``light``
+        (default: the learned light) and the specular visibility."""
         g = self.gaussians
         camera_center = torch.linalg.inv(viewmat)[:3, 3]
         residual = g.params["normal_residual"] if self.config.normal_residual else None
         normals = gaussian_normals(g.means, g.quats, g.activated_scales, camera_center, residual)
-        features = torch.cat([self.albedo(), self.roughness(), self.metallic(), self.progress(), normals], dim=-1)
+        roughness = self.roughness()
+        features = [self.albedo(), roughness, self.metallic(), self.progress(), normals]
+        if self.uses_visibility:
+            light = light if light is not None else self.prepare_light()
+            visibility = self.visibility.float()
+            view_dirs = F.normalize(camera_center - g.means, dim=-1)
+            features += [occluded_irradiance(visibility, normals, light.bins),
+                         specular_visibility(visibility, reflect(view_dirs, normals), roughness,
+                                             self.visibility_directions, self.config.visibility.specular_sharpness_max)]
+        features = torch.cat(features, dim=-1)
         degree = g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
         rendered, maps, coverage, meta = rasterize(
             g.means, g.quats, g.activated_scales, g.activated_opacities, g.sh_coeffs, viewmat[None], K[None],
@@ -182,21 +221,34 @@ class PRDModel(nn.Module):
             progress = torch.ones_like(coverage)
         else:
             progress = (maps[..., 5:6] / covered).clamp(0.0, 1.0)
+        shadowing = {}
+        if self.uses_visibility:
+            shadowing = dict(occluded=maps[..., 9:12] / covered, specular_visibility=(maps[..., 12:13] / covered).clamp(0, 1),
+                             light=light)
         return GBuffer(radiance=radiance, coverage=coverage, albedo=maps[..., 0:3] / covered,
                        roughness=maps[..., 3:4] / covered, metallic=maps[..., 4:5] / covered, progress=progress,
-                       normals=F.normalize(maps[..., 6:9], dim=-1), meta=meta)
+                       normals=F.normalize(maps[..., 6:9], dim=-1), meta=meta, **shadowing)
 
     def shade_gbuffer(self, gbuffer: GBuffer, viewmat: Tensor,  # [4, 4]
                       K: Tensor,  # [3, 3]
                       background: Tensor,  # [3]
                       *, light: PreparedLight | None = None) -> PRDRender:
-        """Deferred shading of a G-buffer under ``light`` (default: the learned light) and the blend."""
+        """Deferred shading of a G-buffer under ``light`` (default: the G-buffer's light if it has one, else
+        the learned light) and the blend. A G-buffer with occluded irradiance is shaded only under the
+        light it was made for (:meth:`gbuffer`'s ``light``)."""
         height, width = gbuffer.coverage.shape[:2]
+        if gbuffer.occluded is not None:
+            if light is not None and light is not gbuffer.light:
+                raise ValueError("this G-buffer's occluded irradiance belongs to another light: build it with "
+                                 "gbuffer(..., light=light)")
+            light = gbuffer.light
         light = light if light is not None else self.prepare_light()
         view_dirs = pixel_view_directions(viewmat, K, width, height)
+        occluded = _pixels(gbuffer.occluded) if gbuffer.occluded is not None else None
+        spec_vis = _pixels(gbuffer.specular_visibility) if gbuffer.specular_visibility is not None else None
         shading = shade(_pixels(gbuffer.normals), _pixels(view_dirs), _pixels(gbuffer.albedo).clamp(0, 1),
                         _pixels(gbuffer.roughness).clamp(self.config.min_roughness, 1),
-                        _pixels(gbuffer.metallic).clamp(0, 1), light, self.brdf_table)
+                        _pixels(gbuffer.metallic).clamp(0, 1), light, self.brdf_table, occluded, spec_vis)
         srgb = linear_to_srgb(shading.radiance).reshape(height, width, 3)
         coverage, progress = gbuffer.coverage, gbuffer.progress
         physical = coverage * srgb + (1.0 - coverage) * background
@@ -215,7 +267,9 @@ class PRDModel(nn.Module):
                *, light: PreparedLight | None = None, sh_degree: int | None = None,
                backend: str = "auto") -> PRDRender:
         """Renders one view (normals face this camera) under ``light`` (default: the learned light)."""
-        gbuffer = self.gbuffer(viewmat, K, width, height, background, sh_degree=sh_degree, backend=backend)
+        if self.uses_visibility and light is None:
+            light = self.prepare_light()
+        gbuffer = self.gbuffer(viewmat, K, width, height, background, light=light, sh_degree=sh_degree, backend=backend)
         return self.shade_gbuffer(gbuffer, viewmat, K, background, light=light)
 
     # ---- groups of parameters ---------------------------------------------------------------------------

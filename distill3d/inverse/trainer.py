@@ -97,6 +97,13 @@ class PRDTrainer:
         self.model = PRDModel.from_radiance(trainer.field.gaussians, self.config.model)
         self._choose_masks(trainer.field)
         self.history.append({"stage": "radiance", **metrics})
+        if self.config.model.visibility.enabled:  # once: the physical stages barely move the Gaussians
+            started = time.perf_counter()
+            self.model.bake_visibility(self.scene_scale)
+            seconds = time.perf_counter() - started
+            log.info("%s: visibility of %d Gaussians in %d directions baked in %.1f s", self.name,
+                     len(self.model.gaussians), self.config.model.visibility.num_directions, seconds)
+            self.history.append({"stage": "visibility", "seconds": seconds})
         return metrics
 
     def _radiance_trainer(self) -> Trainer:
