@@ -22,7 +22,10 @@ with the straight-through estimator :math:`q_n = x_n + \\mathrm{sg}[e_{k_n} - x_
 - ``"grad"``: :math:`e_k` is an ``nn.Parameter`` trained by the codebook term above.
 
 Dead-code restart: in training, a code whose EMA count :math:`N_k` falls below
-``dead_code_threshold`` is replaced by a random input row of the batch (0 disables it). k-means
+``dead_code_threshold`` is replaced by a random input row of the batch (0 disables it). Across
+ranks (built after the process group started) the library all-reduces the EMA counts and sums, and
+draws restart rows from all ranks' batches with the same result on each; our k-means init gathers
+the rows of all ranks too, so the codebook stays identical on every rank. k-means
 initialisation runs on the first batch seen (with fewer rows than codes, rows are repeated). Usage statistics count assignments since the last
 :meth:`VectorQuantizer.reset_usage`: codes used and perplexity :math:`\\exp(-\\sum_k p_k \\log p_k)`.
 
@@ -45,6 +48,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
 from vector_quantize_pytorch.vector_quantize_pytorch import kmeans
 
+from distillcore import dist
 from distillcore.checks import check_positive, check_tensor
 from distillcore.code_assignment import SIMILARITIES
 
@@ -142,14 +146,24 @@ class VectorQuantizer(nn.Module):
         The library's own k-means init stores ``mean * count`` as the EMA sum, so a code whose
         cluster ended empty becomes the zero vector; k-means keeps its sampled row instead, which we
         write with :meth:`set_codebook`.
+        Across ranks (a process group of ``distillcore.dist``) it runs once on rank 0 over all ranks'
+        rows and the codes are broadcast, so every rank starts from the same codebook.
         """
         rows = F.normalize(x, dim=-1) if self.config.similarity == "cosine" else x
+        ctx = dist.context()
+        if ctx.distributed:  # one k-means over every rank's rows, run on rank 0: the same codes everywhere
+            rows = torch.cat(dist.all_gather_variable(rows.detach().float()))
+            if not ctx.is_main:
+                self.set_codebook(dist.broadcast_object(None))
+                return
         means, _ = kmeans(
             rows.detach().float()[None],
             self.config.codebook_size,
             self.config.kmeans_iters,
             use_cosine_sim=self.config.similarity == "cosine",
         )
+        if ctx.distributed:
+            dist.broadcast_object(means[0])
         self.set_codebook(means[0])
 
     def forward(self, x: Tensor) -> QuantizerOutput:  # x: [N, dim]

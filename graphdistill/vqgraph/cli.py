@@ -7,8 +7,9 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
-                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.config_cli import (DistOptions, add_config_arguments, add_config_file_arguments, add_dist_options,
+                                    add_run_options, apply_run_options, config_from_args, save_resolved_config,
+                                    to_dict)
 from distillcore.serialization import write_json_atomic
 from distillcore.tracking import ScalarWriter
 from graphdistill.vqgraph.config import VQGraphConfig
@@ -17,7 +18,8 @@ from graphdistill.vqgraph.config import VQGraphConfig
 VQGRAPH_ALIASES = {"teacher.architecture": "--teacher", "teacher.codebook_size": "--codebook-size",
                    "teacher.code_dim": "--code-dim", "split.train_per_class": "--train-per-class",
                    "split.val_per_class": "--val-per-class", "split.train_fraction": "--train-fraction",
-                   "split.val_fraction": "--val-fraction"}
+                   "split.val_fraction": "--val-fraction", "minibatch.fanouts": "--fanouts",
+                   "minibatch.batch_size": "--batch-size"}
 
 
 @dataclasses.dataclass
@@ -52,6 +54,7 @@ def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     add_config_arguments(train, VQGraphTrainCommand, group_title="command")
     add_config_arguments(train, VQGraphConfig, group_title="VQGraph config (VQGraphConfig)", aliases=VQGRAPH_ALIASES)
     add_run_options(train)
+    add_dist_options(train)  # --nproc: ranks of the mini-batch teacher and the students (needs --fanouts)
     train.set_defaults(func=_train)
 
     export = sub.add_parser("export", help="export a saved student to TorchScript (features [N, F] -> logits [N, C])")
@@ -69,6 +72,10 @@ def _train(args) -> int:
         setattr(args, f.name, getattr(command, f.name))
     args.no_progress, args.command_config = not run_options.progress, command
     config = config_from_args(VQGraphConfig, args)
+    ranks = config_from_args(DistOptions, args)
+    args.nproc, args.dist_timeout = ranks.nproc, ranks.dist_timeout
+    if ranks.nproc > 1 and not config.minibatch.enabled:
+        raise ValueError("--nproc > 1 trains the mini-batch teacher: give --fanouts too (e.g. --fanouts 15,10)")
     students = tuple(s.strip() for s in args.students.split(",") if s.strip())
     with _run_folder(args, config, students) as run:
         if run.resumed and (run.previous or {}).get("status") == "complete":
@@ -106,7 +113,8 @@ def _train_run(args, config: VQGraphConfig, students: tuple[str, ...], run) -> i
     # a user's graph brings its own masks when it has them; the built-in sets need --public-split
     public = True if args.public_split else (None if args.graph is not None else False)
     result = run_experiment(data, args.setting, config, args.seed, students=students, public_split=public,
-                            checkpoint_dir=args.out / "checkpoints", progress=not args.no_progress)
+                            checkpoint_dir=args.out / "checkpoints", progress=not args.no_progress, nproc=args.nproc,
+                            dist_timeout_s=args.dist_timeout)
     metrics = {"dataset": dataset, "setting": args.setting, "seed": args.seed, "accuracy": result.accuracy,
                "codebook": result.codebook, "best_epochs": result.best_epochs, "isolated_nodes": result.isolated_nodes}
     saved = {k: v for k, v in to_dict(args.command_config).items() if k not in ("out", "resume", "overwrite")}

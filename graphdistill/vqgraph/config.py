@@ -159,6 +159,35 @@ class SplitConfig:
 
 
 @dataclass
+class MiniBatchConfig:
+    """Neighbour-sampled mini-batch teacher training, for graphs too large for a full-batch step.
+
+    Empty ``fanouts`` trains full-batch. Otherwise each step samples, for ``batch_size`` training seed
+    nodes (all ranks together), ``fanouts[h]`` neighbours per node at hop ``h + 1`` (PyG's order: the
+    first entry feeds the last layer; one entry per teacher layer); the targets the students distil
+    are then computed layer by layer over all nodes in chunks of ``chunk_size`` (exact, no sampling).
+    """
+
+    fanouts: list[int] = field(default_factory=list)  # e.g. 15,10 for a 2-layer teacher; empty: full-batch
+    batch_size: int = 1024  # seed nodes per optimiser step, summed over ranks
+    chunk_size: int = 65536  # target nodes per chunk of layer-wise inference
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.fanouts):
+            raise ValueError(f"minibatch.fanouts must be positive integers (neighbours per node per layer), "
+                             f"got {list(self.fanouts)}")
+        check_range(self.batch_size, "minibatch.batch_size", 1, integer=True)
+        check_range(self.chunk_size, "minibatch.chunk_size", 1, integer=True)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.fanouts)
+
+
+@dataclass
 class VQGraphConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -166,12 +195,17 @@ class VQGraphConfig:
     teacher_train: TrainConfig = field(default_factory=TrainConfig)
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.005, weight_decay=1e-4))
     split: SplitConfig = field(default_factory=SplitConfig)
+    minibatch: MiniBatchConfig = field(default_factory=MiniBatchConfig)
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         """Checks every nested config (fields set after construction are caught here; the pipeline calls it)."""
+        self.minibatch.validate()
+        if self.minibatch.enabled and len(self.minibatch.fanouts) != self.teacher.num_layers:
+            raise ValueError(f"minibatch.fanouts needs one entry per teacher layer ({self.teacher.num_layers}), "
+                             f"got {list(self.minibatch.fanouts)}")
         self.teacher.validate()
         self.student.validate()
         self.distill.validate()

@@ -17,10 +17,31 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from distillcore import dist
 from graphdistill.vqgraph.config import TrainConfig
 from distillcore.determinism import deterministic_algorithms
 from distillcore.divergence import check_finite
 from distillcore.serialization import load_state, save_atomic
+
+
+def wrap_data_parallel(module: nn.Module) -> nn.Module:
+    """DDP across the ranks of ``distillcore.dist`` (the module itself in one process). Buffers are not
+    broadcast: a codebook is kept equal by all-reduced EMA statistics, not copied from rank 0."""
+    if not dist.context().distributed:
+        return module
+    return nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+
+
+def average_gradients(module: nn.Module) -> None:
+    """Replaces each gradient by its mean over ranks (one all-reduce of all gradients; nothing in one
+    process). What DDP does, for models trained through a method other than ``forward``."""
+    ctx = dist.context()
+    if not ctx.distributed:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = dist.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads])) / ctx.world_size
+    for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
+        grad.copy_(part.view_as(grad))
 
 
 @dataclass

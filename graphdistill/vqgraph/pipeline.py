@@ -9,12 +9,14 @@ their edges removed, see ``splits``); the teacher then classifies held-out nodes
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch_geometric.data import Data
 
+from distillcore.dist import DEFAULT_TIMEOUT_S
 from graphdistill.data.node import as_node_graph, count_isolated
 from graphdistill.vqgraph.config import VQGraphConfig
 from graphdistill.vqgraph.splits import make_split, observed_graph, production_score, to_observed_ids
@@ -47,6 +49,8 @@ def run_experiment(
     public_split: bool | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    nproc: int = 1,
+    dist_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ExperimentResult:
     """Trains the teacher and the requested students in ``setting`` and scores them (module docstring).
 
@@ -56,6 +60,11 @@ def run_experiment(
             defaults to ``max(y) + 1``).
         public_split: True: the graph's ``train_mask`` / ``val_mask`` / ``test_mask``; False: a random
             per-class split of sizes ``config.split``; None: the masks when the graph has them.
+        nproc: local ranks for the sampled stages when ``config.minibatch.fanouts`` is set: the teacher
+            trains on neighbour-sampled mini-batches, its targets come from chunked layer-wise
+            inference written under ``checkpoint_dir`` (a temporary folder without it), students read
+            them memory-mapped (``graphdistill.vqgraph.scaled``).
+        dist_timeout_s: seconds a rank waits for the others before the job fails.
     Shapes:
         x [N, F] float, edge_index [2, E] int64 in [0, N), y [N] int64.
     """
@@ -70,22 +79,47 @@ def run_experiment(
     def ckpt(name: str):
         return None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}.ckpt"
 
-    teacher = train_teacher(x_obs, edge_obs, y_obs, train_local, val_local, num_classes, config.teacher,
-                            config.teacher_train, seed=seed, checkpoint=ckpt("teacher"), progress=progress)
+    sampled = config.minibatch.enabled
+    if sampled:
+        from graphdistill.sampling import CSRGraph
+        from graphdistill.vqgraph.scaled import exact_teacher_logits, train_student_scaled, train_teacher_scaled
+
+        if config.minibatch.batch_size > num_nodes:
+            raise ValueError(f"minibatch.batch_size (--batch-size) {config.minibatch.batch_size} is larger than the "
+                             f"graph ({num_nodes} nodes)")
+        scratch = None if checkpoint_dir is not None else tempfile.TemporaryDirectory(prefix="vqgraph-")
+        work = Path(checkpoint_dir if checkpoint_dir is not None else scratch.name) / "teacher_targets"
+        teacher = train_teacher_scaled(x_obs, CSRGraph.from_edge_index(edge_obs, x_obs.size(0)), y_obs, train_local,
+                                       val_local, num_classes, config, work, nproc=nproc,
+                                       dist_timeout_s=dist_timeout_s, seed=seed,
+                                       checkpoint=ckpt("teacher"), progress=progress)
+    else:
+        teacher = train_teacher(x_obs, edge_obs, y_obs, train_local, val_local, num_classes, config.teacher,
+                                config.teacher_train, seed=seed, checkpoint=ckpt("teacher"), progress=progress)
     scores = {"teacher": _scores(teacher.targets.logits, y_obs, val_local, test_local)}
     if split.test_inductive.numel():
         with torch.no_grad():
-            full_logits = teacher.model(data.x, data.edge_index).logits
-        _add_inductive(scores["teacher"], full_logits[split.test_inductive], data.y[split.test_inductive])
+            if sampled:  # whole neighbourhoods of the held-out nodes only, not a full-graph forward
+                held_logits = exact_teacher_logits(teacher.model, data.x, CSRGraph.from_edge_index(
+                    data.edge_index, data.num_nodes), split.test_inductive)
+            else:
+                held_logits = teacher.model(data.x, data.edge_index).logits[split.test_inductive]
+        _add_inductive(scores["teacher"], held_logits, data.y[split.test_inductive])
 
     trained: dict[str, MLPStudent] = {}
     best_epochs = {"teacher": teacher.fit.best_epoch}
     for mode in students:
-        student, result = train_student(
-            x_obs, y_obs, train_local, val_local, num_classes, mode, config.student, config.distill,
-            config.student_train, teacher.targets if mode != "mlp" else None, seed=seed,
-            checkpoint=ckpt(f"student_{mode}"), progress=progress,
-        )
+        if sampled:
+            student, result = train_student_scaled(
+                x_obs, y_obs, train_local, val_local, num_classes, mode, config, teacher, work, nproc=nproc,
+                dist_timeout_s=dist_timeout_s,
+                seed=seed, checkpoint=ckpt(f"student_{mode}"), progress=progress)
+        else:
+            student, result = train_student(
+                x_obs, y_obs, train_local, val_local, num_classes, mode, config.student, config.distill,
+                config.student_train, teacher.targets if mode != "mlp" else None, seed=seed,
+                checkpoint=ckpt(f"student_{mode}"), progress=progress,
+            )
         with torch.no_grad():
             scores[mode] = _scores(student(x_obs), y_obs, val_local, test_local)
             if split.test_inductive.numel():

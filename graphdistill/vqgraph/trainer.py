@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from distillcore import dist
 from distillcore.code_assignment import soft_code_assignment_kl
 from distillcore.kd import kd_kl_loss
 from graphdistill.vqgraph.config import DistillConfig, StudentConfig, TeacherConfig, TrainConfig
-from graphdistill.vqgraph.fit import FitResult, fit
+from graphdistill.vqgraph.fit import FitResult, average_gradients, fit
 from graphdistill.vqgraph.student import MLPStudent
 from graphdistill.vqgraph.teacher import VQGNNTeacher
 
@@ -127,7 +128,10 @@ def train_student(
     """Trains an MLP student on node features; ``targets`` rows are the same nodes as ``x`` rows.
 
     ``"mlp"`` trains on the labelled nodes only; ``"glnn"`` and ``"vqgraph"`` also on the teacher's
-    outputs for every node of the training graph.
+    outputs for every node of the training graph. ``x`` and the targets may be memory-mapped arrays
+    (``layerwise.load_targets``): only each batch's rows are read. Run on every rank of a
+    ``distillcore.dist`` job, each rank trains on its shard of every batch and gradients are averaged
+    (checkpoints only in a single process).
     """
     if mode not in STUDENT_MODES:
         raise ValueError(f"mode must be one of {STUDENT_MODES}, got {mode!r}")
@@ -160,16 +164,27 @@ def train_student(
             )
         return loss
 
+    ctx, epoch = dist.context(), [0]
+
+    def batches() -> list[Tensor]:
+        if not ctx.distributed:
+            return list(torch.randperm(pool.numel()).split(train_config.batch_size))
+        # data-parallel over node shards: one permutation on every rank, rank r keeps every R-th node of a batch
+        epoch[0] += 1
+        order = torch.randperm(pool.numel(), generator=dist.rank_generator(seed * 100003 + epoch[0]))
+        return [b[ctx.rank::ctx.world_size] for b in order.split(train_config.batch_size) if b.numel() >= ctx.world_size]
+
     def step() -> float:
         student.train()
-        total, batches = 0.0, 0
-        for batch in torch.randperm(pool.numel()).split(train_config.batch_size):
+        total, count = 0.0, 0
+        for batch in batches():
             optimizer.zero_grad()
             loss = batch_loss(pool[batch])
             loss.backward()
+            average_gradients(student)
             optimizer.step()
-            total, batches = total + float(loss.detach()), batches + 1
-        return total / batches
+            total, count = total + float(loss.detach()), count + 1
+        return total / count
 
     @torch.no_grad()
     def evaluate() -> tuple[float, float]:
@@ -177,6 +192,6 @@ def train_student(
         logits = student(x[val_nodes])
         return accuracy(logits, y[val_nodes]), float(F.cross_entropy(logits, y[val_nodes]))
 
-    result = fit(student, optimizer, step, evaluate, train_config, checkpoint=checkpoint,
-                 desc=f"student ({mode})", progress=progress)
+    result = fit(student, optimizer, step, evaluate, train_config, checkpoint=None if ctx.distributed else checkpoint,
+                 desc=f"student ({mode})", progress=progress and ctx.is_main)
     return student.eval(), result
