@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "cpu/kernels_cpu.h"
+#include "cpu/sampling_cpu.h"
 #if defined(D3_WITH_CUDA)
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -121,6 +122,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> project_backward(
     return {v_means, v_quats, v_scales};
 }
 
+// CPU tile binning (per-tile buckets, then a depth sort per tile; see cpu/isect_tiles_cpu.cpp): outputs
+// are allocated once the buckets are counted, with no M-sized scratch.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> isect_tiles_cpu(const at::Tensor& means2d, const at::Tensor& radii,
+                                                               const at::Tensor& depths, int64_t tile_size,
+                                                               int64_t tile_width, int64_t tile_height) {
+    const int64_t C = means2d.size(0), N = means2d.size(1);
+    const distill3d::cpu::TileGrid grid{tile_size, tile_width, tile_height};
+    auto tiles_per_gauss = at::empty({C, N}, radii.options());
+    at::Tensor isect_ids, flatten_ids;
+    AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "isect_tiles_cpu", [&] {
+        const auto* m = means2d.data_ptr<scalar_t>();
+        const auto* r = radii.data_ptr<int32_t>();
+        auto bins = distill3d::cpu::isect_bin<scalar_t>(C, N, m, r, grid, tiles_per_gauss.data_ptr<int32_t>());
+        const int64_t M = bins.intersections();
+        TORCH_CHECK(M < (int64_t(1) << 31), "too many tile intersections for int32 offsets: ", M);
+        isect_ids = at::empty({M}, means2d.options().dtype(at::kLong));
+        flatten_ids = at::empty({M}, means2d.options().dtype(at::kInt));
+        distill3d::cpu::isect_fill_sorted<scalar_t>(C, N, m, r, depths.data_ptr<scalar_t>(), grid, bins,
+                                                    isect_ids.data_ptr<int64_t>(), flatten_ids.data_ptr<int32_t>());
+    });
+    return {tiles_per_gauss, isect_ids, flatten_ids};
+}
+
 // Returns (tiles_per_gauss [C,N] int32, isect_ids [M] int64 sorted, flatten_ids [M] int32).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> isect_tiles(const at::Tensor& means2d,
                                                                     const at::Tensor& radii,
@@ -135,18 +159,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> isect_tiles(const at::Tensor& mea
     require_cuda_build(means2d);
     D3_DEVICE_GUARD(means2d);
     const int64_t C = means2d.size(0), N = means2d.size(1);
+    TORCH_CHECK(C * N < (int64_t(1) << 31), "too many (camera, Gaussian) pairs for int32 flatten ids: ", C * N);
+    if (!on_cuda(means2d)) return isect_tiles_cpu(means2d, radii, depths, tile_size, tile_width, tile_height);
+#if defined(D3_WITH_CUDA)
     auto tiles_per_gauss = at::empty({C, N}, radii.options());
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "isect_count", [&] {
         const auto* m = means2d.data_ptr<scalar_t>();
         const auto* r = radii.data_ptr<int32_t>();
         auto* out = tiles_per_gauss.data_ptr<int32_t>();
-#if defined(D3_WITH_CUDA)
-        if (on_cuda(means2d)) {
-            distill3d::cuda::isect_count<scalar_t>(C, N, m, r, tile_size, tile_width, tile_height, out, stream());
-            return;
-        }
-#endif
-        distill3d::cpu::isect_count<scalar_t>(C, N, m, r, tile_size, tile_width, tile_height, out);
+        distill3d::cuda::isect_count<scalar_t>(C, N, m, r, tile_size, tile_width, tile_height, out, stream());
     });
     const auto counts = tiles_per_gauss.view({-1}).to(at::kLong);
     const auto ends = counts.cumsum(0);
@@ -160,26 +181,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> isect_tiles(const at::Tensor& mea
         const auto* r = radii.data_ptr<int32_t>();
         const auto* z = depths.data_ptr<scalar_t>();
         const auto* tpg = tiles_per_gauss.data_ptr<int32_t>();
-#if defined(D3_WITH_CUDA)
-        if (on_cuda(means2d)) {
-            if (M == 0) return;
-            distill3d::cuda::isect_fill<scalar_t>(C, N, m, r, z, tile_size, tile_width, tile_height, tpg,
-                                                  starts.data_ptr<int64_t>(), isect_ids.data_ptr<int64_t>(),
-                                                  flatten_ids.data_ptr<int32_t>(), stream());
-            auto sorted = isect_ids.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
-            isect_ids = std::get<0>(sorted);
-            flatten_ids = flatten_ids.index_select(0, std::get<1>(sorted));
-            return;
-        }
-#endif
-        auto scratch_keys = at::empty_like(isect_ids);
-        auto scratch_ids = at::empty_like(flatten_ids);
-        distill3d::cpu::isect_fill_sorted<scalar_t>(C, N, m, r, z, tile_size, tile_width, tile_height, tpg,
-                                                    starts.data_ptr<int64_t>(), M, isect_ids.data_ptr<int64_t>(),
-                                                    flatten_ids.data_ptr<int32_t>(),
-                                                    scratch_keys.data_ptr<int64_t>(), scratch_ids.data_ptr<int32_t>());
+        if (M == 0) return;
+        distill3d::cuda::isect_fill<scalar_t>(C, N, m, r, z, tile_size, tile_width, tile_height, tpg,
+                                              starts.data_ptr<int64_t>(), isect_ids.data_ptr<int64_t>(),
+                                              flatten_ids.data_ptr<int32_t>(), stream());
+        auto sorted = isect_ids.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+        isect_ids = std::get<0>(sorted);
+        flatten_ids = flatten_ids.index_select(0, std::get<1>(sorted));
     });
     return {tiles_per_gauss, isect_ids, flatten_ids};
+#else
+    TORCH_CHECK(false, "this native build has no CUDA kernels");
+#endif
 }
 
 at::Tensor isect_offset_encode(const at::Tensor& isect_ids, int64_t cameras, int64_t tile_width,
@@ -334,6 +347,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_backward(
     return {v_means2d, v_conics, v_colors, v_opacities};
 }
 
+// Farthest point sampling of xyz [B,N,3] (CPU): idx [B,S] int64, see cpu/sampling_cpu.h.
+at::Tensor farthest_point_sample(const at::Tensor& xyz, int64_t num_samples) {
+    TORCH_CHECK(xyz.device().is_cpu(), "farthest_point_sample has a CPU kernel only");
+    TORCH_CHECK(xyz.dim() == 3 && xyz.size(2) == 3, "xyz must be [B, N, 3]");
+    TORCH_CHECK(num_samples > 0 && num_samples <= xyz.size(1), "num_samples must be in [1, N]");
+    const auto points = xyz.contiguous();
+    auto idx = at::empty({points.size(0), num_samples}, points.options().dtype(at::kLong));
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "farthest_point_sample", [&] {
+        distill3d::cpu::farthest_point_sample<scalar_t>(points.size(0), points.size(1), num_samples,
+                                                        points.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
+    });
+    return idx;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -344,6 +371,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("isect_offset_encode", &isect_offset_encode);
     m.def("rasterize_forward", &rasterize_forward);
     m.def("rasterize_backward", &rasterize_backward);
+    m.def("farthest_point_sample", &farthest_point_sample);
 #if defined(D3_WITH_CUDA)
     m.attr("with_cuda") = true;
 #else

@@ -5,6 +5,9 @@
     distill3d points distill --data data/sim --teacher runs/teacher.pt --method pointdistiller --width 0.5 --out runs/student.pt
     distill3d points eval --data data/sim --split val --checkpoint runs/student.pt
 
+``--nproc N`` trains (or distils) data-parallel in N local processes (gloo on the CPU); under torchrun
+each process joins the job instead: ``torchrun --nproc-per-node 4 -m distill3d points train ...``.
+
 ``--data`` is any KITTI object-detection folder (``training/velodyne``, ``label_2``, ``calib``,
 ``ImageSets/<split>.txt``): the simulator writes that layout, and a real KITTI download works the
 same way with ``--classes Car Pedestrian Cyclist``.
@@ -14,15 +17,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from distillcore import dist
 from distillcore.checks import check_range
-from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
-                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.config_cli import (DistOptions, add_config_arguments, add_config_file_arguments, add_dist_options,
+                                    add_run_options, apply_run_options, config_from_args, save_resolved_config, to_dict)
 from distillcore.runs import DATASET_HASH, RunDirectory, check_output_is_not_input, run_fingerprint
 from distillcore.serialization import write_json_atomic
 
@@ -99,6 +104,9 @@ def _resolve(args, command_cls) -> None:
     args.classes = list(command.classes)
     args.command_config = command
     if command_cls in (PointsTrainCommand, PointsDistillCommand):
+        args.dist_options = config_from_args(DistOptions, args)
+        args.dist_options.validate()
+        args.nproc = args.dist_options.nproc
         args.train_config = config_from_args(TrainConfig, args)
         args.steps, args.seed = args.train_config.steps, args.train_config.seed
     if command_cls is PointsDistillCommand:
@@ -115,9 +123,58 @@ def _save_config(args) -> None:
     save_resolved_config(saved, Path(args.out).parent, name=Path(args.out).stem + ".config.json")
 
 
-def _load(args) -> list:
+def _dataset(args) -> KittiDataset:
     return KittiDataset(args.data, tuple(args.classes), split=args.split,
-                        allow_missing_calib=getattr(args, "allow_missing_calib", False)).scans()
+                        allow_missing_calib=getattr(args, "allow_missing_calib", False))
+
+
+def _load(args) -> list:
+    return _dataset(args).scans()
+
+
+def _check_ranks(args) -> None:
+    """``--nproc`` against the data and the batch, before any process starts (ValueError: exit 2)."""
+    ranks = int(os.environ["WORLD_SIZE"]) if dist.in_torchrun_job() else args.nproc
+    count = len(_dataset(args))
+    if ranks > count:
+        raise ValueError(f"--nproc {ranks} is more than the {count} training scans of split {args.split!r}")
+    batch = min(args.train_config.batch_size, count)
+    if batch % ranks:
+        raise ValueError(f"--batch-size {batch} does not split evenly over --nproc {ranks} processes")
+
+
+@dataclasses.dataclass
+class _RankJob:
+    """What every rank needs to train (picklable: spawned ranks load the data themselves)."""
+    data: Path
+    classes: tuple[str, ...]
+    split: str
+    allow_missing_calib: bool
+    model: str
+    width: float
+    seed: int
+    train_config: TrainConfig
+    out: Path
+    meta: dict
+    progress: bool
+    teacher: Path | None = None
+    distill_config: DistillConfig | None = None
+
+
+def _run_rank(job: _RankJob) -> None:
+    """The training of one rank (all of it in a single process)."""
+    scans = KittiDataset(job.data, job.classes, split=job.split, allow_missing_calib=job.allow_missing_calib).scans()
+    teacher = load_checkpoint(job.teacher)[0] if job.teacher is not None else None
+    torch.manual_seed(job.seed)  # the same initial weights on every rank
+    model = build_detector(job.model, len(job.classes), job.width)
+    distill = job.distill_config if teacher is not None else None
+    train_detector(model, scans, job.train_config, job.out, meta=job.meta, teacher=teacher, distill=distill,
+                   progress=job.progress)
+
+
+def _launch(args, job: _RankJob) -> None:
+    """Runs ``job`` on ``--nproc`` local ranks, or as this process's rank of a torchrun job."""
+    dist.launch(_run_rank, args.nproc, job, device="cpu", timeout_s=args.dist_options.dist_timeout)
 
 
 def _thresholds(classes: list[str], given: list[float] | None) -> tuple[float, ...]:
@@ -164,17 +221,31 @@ def _already_complete(run: RunDirectory, args) -> bool:
     return False
 
 
+def _job(args, meta: dict, **extra) -> _RankJob:
+    return _RankJob(args.data, tuple(args.classes), args.split, getattr(args, "allow_missing_calib", False),
+                    extra.pop("model"), args.width, args.seed, _train_config(args), args.out, meta,
+                    args.run_options.progress, **extra)
+
+
+def _secondary_torchrun_rank(args) -> bool:
+    """Joins a torchrun job if this process is one; True on its ranks other than 0 (they train without
+    taking the output's lock, which rank 0 holds)."""
+    if not dist.in_torchrun_job():
+        return False
+    return not dist.init_from_env("cpu", args.dist_options.dist_timeout).is_main
+
+
 def cmd_train(args) -> int:
     _resolve(args, PointsTrainCommand)
+    _check_ranks(args)
+    meta = {"class_names": tuple(args.classes), "iou_thresholds": _thresholds(args.classes, None)}
+    if _secondary_torchrun_rank(args):
+        _launch(args, _job(args, meta, model=args.model))
+        return 0
     with _guard(args, command="train", model=args.model) as run:
         if _already_complete(run, args):
             return 0
-        scans = _load(args)
-        torch.manual_seed(args.seed)
-        model = build_detector(args.model, len(args.classes), args.width)
-        meta = {"class_names": tuple(args.classes), "iou_thresholds": _thresholds(args.classes, None),
-                "fingerprint": run.fingerprint}
-        train_detector(model, scans, _train_config(args), args.out, meta=meta, progress=args.run_options.progress)
+        _launch(args, _job(args, dict(meta, fingerprint=run.fingerprint), model=args.model))
         run.complete(step=args.steps)
     _save_config(args)
     print(f"saved {args.out}")
@@ -184,6 +255,11 @@ def cmd_train(args) -> int:
 def cmd_distill(args) -> int:
     _resolve(args, PointsDistillCommand)
     check_output_is_not_input(args.out, args.teacher)
+    _check_ranks(args)
+    if _secondary_torchrun_rank(args):
+        _, state = load_checkpoint(args.teacher)
+        _launch(args, _distill_job(args, state, dict(state["meta"], teacher=str(args.teacher))))
+        return 0
     teacher_hash = hashlib.sha256(args.teacher.read_bytes()).hexdigest() if args.teacher.is_file() else None
     with _guard(args, command="distill", teacher=teacher_hash, distill=asdict(args.distill_config)) as run:
         if _already_complete(run, args):
@@ -191,21 +267,17 @@ def cmd_distill(args) -> int:
         return _distill(args, run)
 
 
-def _distill(args, run: RunDirectory) -> int:
-    scans = _load(args)
-    teacher, state = load_checkpoint(args.teacher)
+def _distill_job(args, state: dict, meta: dict) -> _RankJob:
     if tuple(state["meta"].get("class_names", ())) != tuple(args.classes):
         raise SystemExit(f"the teacher was trained on classes {state['meta'].get('class_names')}, not {tuple(args.classes)}")
-    torch.manual_seed(args.seed)
-    student = build_detector(state["family"], len(args.classes), args.width)
-    distill = args.distill_config
-    meta = dict(state["meta"], teacher=str(args.teacher), fingerprint=run.fingerprint)
-    progress = args.run_options.progress
-    if args.method == "none":
-        train_detector(student, scans, _train_config(args), args.out, meta=meta, progress=progress)
-    else:
-        train_detector(student, scans, _train_config(args), args.out, meta=meta, teacher=teacher, distill=distill,
-                       progress=progress)
+    # method "none" trains the student alone (the teacher only fixes its family)
+    teacher = None if args.method == "none" else Path(args.teacher)
+    return _job(args, meta, model=state["family"], teacher=teacher, distill_config=args.distill_config)
+
+
+def _distill(args, run: RunDirectory) -> int:
+    _, state = load_checkpoint(args.teacher)
+    _launch(args, _distill_job(args, state, dict(state["meta"], teacher=str(args.teacher), fingerprint=run.fingerprint)))
     run.complete(step=args.steps)
     _save_config(args)
     print(f"saved {args.out}")
@@ -258,6 +330,7 @@ def add_parser(subparsers, name: str, help: str) -> None:
     add_config_arguments(p, PointsTrainCommand, group_title="command")
     add_config_arguments(p, TrainConfig, group_title="training config (TrainConfig)")
     add_run_options(p)
+    add_dist_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("distill", help="train a narrower student of the teacher's family with knowledge distillation",
@@ -275,6 +348,7 @@ def add_parser(subparsers, name: str, help: str) -> None:
                                   "pointdistiller.neighbours": "--neighbours",
                                   "pointdistiller.temperature": "--temperature"})
     add_run_options(p)
+    add_dist_options(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("eval", help="KITTI-style AP (R40) in BEV and 3D per class and difficulty")
@@ -284,6 +358,10 @@ def add_parser(subparsers, name: str, help: str) -> None:
     add_config_arguments(p, PointsEvalCommand, group_title="command")
     add_run_options(p)
     p.set_defaults(func=cmd_eval)
+
+    from distill3d.viewer.cli import add_points_view_parser  # the viewer owns the command; viser loads only when it runs
+
+    add_points_view_parser(sub)
 
     group.set_defaults(func=lambda args: group.print_help() or 2)
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from distill3d.points.nms import batched_rotated_nms
+from distillcore import dist
 from distillcore.checks import check_tensor
 
 
@@ -73,6 +74,17 @@ def crop_to_range(points: Tensor, point_range: tuple[float, ...], scan_index: in
     return points[inside]
 
 
+def rank_normalizer(count: Tensor) -> Tensor:
+    """The divisor of a loss summed over this rank's share of the batch:
+    :math:`\\max(\\sum_r c_r, 1) / R` for a count :math:`c_r` on each of :math:`R` ranks (``count`` itself,
+    at least 1, in one process). DDP averages the ranks' gradients, so the ranks' losses
+    :math:`R\\, S_r / \\sum_r c_r` together optimise :math:`\\sum_r S_r / \\sum_r c_r`, the single-process
+    loss of the global batch, where a per-rank ``S_r / c_r`` would weight scans by their rank's count."""
+    ctx = dist.context()
+    total = dist.all_reduce_sum(count.detach().to(torch.float32).reshape(()))
+    return total.clamp(min=1.0) / ctx.world_size
+
+
 def scaled(channels: int, width: float) -> int:
     """A layer width under a width multiplier (at least 4 channels)."""
     return max(4, int(round(channels * width)))
@@ -106,4 +118,4 @@ class Detector(nn.Module):
 
 
 __all__ = ["DetectorOutput", "Detections", "PostProcessConfig", "select_detections", "check_point_batch",
-           "crop_to_range", "scaled", "Detector"]
+           "crop_to_range", "rank_normalizer", "scaled", "Detector"]

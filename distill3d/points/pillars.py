@@ -26,7 +26,8 @@ from torch_scatter import scatter_mean
 
 from distill3d.points.box_coder import CODE_SIZE, decode_boxes, encode_boxes
 from distill3d.points.detector import (
-    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, scaled, select_detections,
+    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, rank_normalizer, scaled,
+    select_detections,
 )
 
 POINT_FEATURES = 9
@@ -84,12 +85,13 @@ def gaussian_radius(length: float, width: float, min_overlap: float) -> float:
 
 
 def focal_heatmap_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """CenterNet's penalty-reduced focal loss, normalised by the number of peaks (target == 1)."""
+    """CenterNet's penalty-reduced focal loss, normalised by the number of peaks (target == 1) of the
+    whole batch (over all ranks, :func:`.detector.rank_normalizer`)."""
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1).float()
     pos_loss = torch.log(p) * (1 - p).pow(2) * pos
     neg_loss = torch.log(1 - p) * p.pow(2) * (1 - target).pow(4) * (1 - pos)
-    return -(pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+    return -(pos_loss.sum() + neg_loss.sum()) / rank_normalizer(pos.sum())
 
 
 class PillarDetector(Detector):
@@ -213,7 +215,8 @@ class PillarDetector(Detector):
         cls = focal_heatmap_loss(heatmap, heat_t)
         pred = regression.permute(0, 2, 3, 1)[mask]
         target = codes_t.permute(0, 2, 3, 1)[mask]
-        reg = F.l1_loss(pred, target) if len(pred) else regression.sum() * 0
+        # mean absolute error over the batch's centre cells (an empty selection keeps the graph, gives 0)
+        reg = (pred - target).abs().sum() / rank_normalizer(mask.sum() * CODE_SIZE)
         return {"cls": cls, "reg": self.cfg.reg_weight * reg}
 
     @torch.no_grad()

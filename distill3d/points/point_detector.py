@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from distill3d.points.box_coder import CODE_SIZE, decode_boxes, encode_boxes
 from distill3d.points.boxes import points_in_boxes
 from distill3d.points.detector import (
-    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, scaled, select_detections,
+    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, rank_normalizer, scaled,
+    select_detections,
 )
 from distill3d.points.sampling import ball_group, farthest_point_sample, gather_rows
 from distillcore.knn import knn
@@ -122,10 +123,11 @@ class FeaturePropagation(nn.Module):
 
 
 def softmax_focal_loss(logits: Tensor, target: Tensor, weight: Tensor, gamma: float) -> Tensor:
-    """:math:`-(1 - p_t)^\\gamma \\log p_t` per row, weighted, normalised by the foreground count."""
+    """:math:`-(1 - p_t)^\\gamma \\log p_t` per row, weighted, normalised by the foreground count of the
+    whole batch (over all ranks, :func:`.detector.rank_normalizer`)."""
     log_p = F.log_softmax(logits, -1).gather(1, target[:, None])[:, 0]
     loss = -(1 - log_p.exp()).pow(gamma) * log_p * weight
-    return loss.sum() / (target > 0).sum().clamp(min=1)
+    return loss.sum() / rank_normalizer((target > 0).sum())
 
 
 class PointDetector(Detector):
@@ -242,7 +244,9 @@ class PointDetector(Detector):
         cls_loss = softmax_focal_loss(logits.reshape(-1, logits.shape[-1]), cls, weight, self.cfg.focal_gamma)
         fg = cls > 0
         reg = regression.reshape(-1, regression.shape[-1])
-        reg_loss = F.smooth_l1_loss(reg[fg], codes[fg, : reg.shape[1]]) if bool(fg.any()) else reg.sum() * 0
+        # mean over the foreground rows of the batch (an empty selection keeps the graph, gives 0)
+        reg_loss = (F.smooth_l1_loss(reg[fg], codes[fg, : reg.shape[1]], reduction="sum")
+                    / rank_normalizer(fg.sum() * reg.shape[1]))
         return cls_loss, reg_loss
 
     def loss(self, out: DetectorOutput, boxes: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:

@@ -23,6 +23,11 @@ or with atomics.
 The projection runs one OpenMP thread (CUDA thread) per Gaussian over all cameras, so its backward
 sums camera contributions without atomics.
 
+CPU tile binning fills per-tile buckets (count per chunk of Gaussians, prefix sums, fill in Gaussian order,
+all parallel) and sorts each bucket by depth with a radix sort, so it scales with cores and needs no
+global sort; the result equals the reference's stable global sort. ``rasterize`` validates its inputs
+once and calls the ``*_unchecked`` stages, so no per-stage check scans the Gaussians again.
+
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (ninja) and cached in
 torch's extension directory (``TORCH_EXTENSIONS_DIR``). The CPU build uses ``-march=native``; the
 extension name carries a hash of the kernel sources, the build flags, the torch and Python versions and
@@ -442,8 +447,21 @@ def isect_tiles_native(
     check_tensor(depths, "depths", shape=tuple(means2d.shape[:2]), dtype=means2d.dtype, nonempty=False)
     for name, value in (("tile_size", tile_size), ("tile_width", tile_width), ("tile_height", tile_height)):
         check_positive(value, name)
-    ext = _extension(means2d.device)
-    return ext.isect_tiles(
+    return isect_tiles_native_unchecked(means2d, radii, depths, tile_size, tile_width, tile_height)
+
+
+@torch.no_grad()
+def isect_tiles_native_unchecked(
+    means2d: Tensor,  # [C, N, 2]
+    radii: Tensor,  # [C, N, 2] int32
+    depths: Tensor,  # [C, N]
+    tile_size: int,
+    tile_width: int,
+    tile_height: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`isect_tiles_native` without input checks, for callers whose inputs come from the projection
+    (``rasterize``): the checks scan every Gaussian, which costs as much as the CPU binning itself."""
+    return _extension(means2d.device).isect_tiles(
         means2d.contiguous(), radii.to(torch.int32).contiguous(), depths.contiguous(), tile_size, tile_width, tile_height
     )
 
@@ -553,6 +571,28 @@ def rasterize_to_pixels_native(
         devices.add(backgrounds.device)
     if len(devices) > 1:
         raise ValueError(f"all rasterize_to_pixels_native inputs must be on one device, got {sorted(map(str, devices))}")
+    return rasterize_to_pixels_native_unchecked(means2d, conics, colors, opacities, width, height, tile_size,
+                                                isect_offsets, flatten_ids, backgrounds, geometry_channels,
+                                                deterministic)
+
+
+def rasterize_to_pixels_native_unchecked(
+    means2d: Tensor,  # [C, N, 2]
+    conics: Tensor,  # [C, N, 3]
+    colors: Tensor,  # [C, N, D]
+    opacities: Tensor,  # [C, N]
+    width: int,
+    height: int,
+    tile_size: int,
+    isect_offsets: Tensor,  # [C, tile_height, tile_width] int32
+    flatten_ids: Tensor,  # [M] int32
+    backgrounds: Tensor | None = None,  # [C, D]
+    geometry_channels: int | None = None,
+    deterministic: bool | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`rasterize_to_pixels_native` without input checks, for ``rasterize``, which validated its inputs
+    once and built these from them (the finiteness checks alone scan every Gaussian's colours)."""
+    geometry_channels = colors.shape[-1] if geometry_channels is None else int(geometry_channels)
     return _RasterizeToPixels.apply(
         means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
         None if backgrounds is None else backgrounds.contiguous(), int(width), int(height), int(tile_size),

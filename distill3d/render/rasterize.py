@@ -110,9 +110,9 @@ def _stage_functions(backend: str) -> tuple[Callable, Callable, Callable, Callab
     native, _ = _native_module()
     return (
         native.project_gaussians_native_unchecked,  # rasterize() validated the inputs already
-        native.isect_tiles_native,
+        native.isect_tiles_native_unchecked,
         native.isect_offset_encode_native,
-        native.rasterize_to_pixels_native,
+        native.rasterize_to_pixels_native_unchecked,
     )
 
 

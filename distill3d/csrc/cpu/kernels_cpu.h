@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "distill3d/common.h"
 #include "distill3d/projection_math.h"
@@ -30,19 +31,30 @@ void project_backward(int64_t C, int64_t N, const ProjectionParams<scalar_t>& pa
 
 // --- tile binning -------------------------------------------------------------------------------
 
-// tiles_per_gauss[C*N] = number of tiles each projected Gaussian touches.
-template <typename scalar_t>
-void isect_count(int64_t C, int64_t N, const scalar_t* means2d, const int32_t* radii, int64_t tile_size,
-                 int64_t tile_width, int64_t tile_height, int32_t* tiles_per_gauss);
+// Tile grid of one image: tile_size pixels a side, tile_width x tile_height tiles.
+struct TileGrid {
+    int64_t tile_size, tile_width, tile_height;
+};
 
-// Writes the M intersection keys and flatten ids, sorted by (camera, tile, depth), ties by index.
-// `starts[C*N]` is the exclusive prefix sum of tiles_per_gauss (each Gaussian's first slot);
-// `scratch_keys` / `scratch_ids` are M-sized buffers for the radix sort.
+// Per-tile buckets of the intersection list (see isect_tiles_cpu.cpp). Flat Gaussians are split into
+// `chunks` contiguous ranges; cursor[chunk * tiles + tile] is where that chunk writes its next
+// intersection with that tile, tile_start[tile] where the tile's bucket starts (tile_start[tiles] = M).
+struct TileBins {
+    int64_t chunks = 0, tiles = 0;
+    std::vector<int64_t> cursor, tile_start;
+    int64_t intersections() const { return tile_start.empty() ? 0 : tile_start.back(); }
+};
+
+// Counts the tiles of every projected Gaussian into tiles_per_gauss[C*N] and sizes the buckets.
+template <typename scalar_t>
+TileBins isect_bin(int64_t C, int64_t N, const scalar_t* means2d, const int32_t* radii, const TileGrid& grid,
+                   int32_t* tiles_per_gauss);
+
+// Writes the M = bins.intersections() keys and flatten ids (flat ids < 2^31), sorted by (camera, tile,
+// depth), ties by index, into the buckets of `bins` (which it consumes).
 template <typename scalar_t>
 void isect_fill_sorted(int64_t C, int64_t N, const scalar_t* means2d, const int32_t* radii, const scalar_t* depths,
-                       int64_t tile_size, int64_t tile_width, int64_t tile_height, const int32_t* tiles_per_gauss,
-                       const int64_t* starts, int64_t M, int64_t* isect_ids, int32_t* flatten_ids,
-                       int64_t* scratch_keys, int32_t* scratch_ids);
+                       const TileGrid& grid, TileBins& bins, int64_t* isect_ids, int32_t* flatten_ids);
 
 // offsets[C * th * tw]: index of the first intersection of each (camera, tile) in the sorted ids
 // (an empty tile gets the start of the next one, so tile t spans [offsets[t], offsets[t + 1])).

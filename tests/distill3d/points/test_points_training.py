@@ -43,6 +43,14 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, tiny_scans, 
     assert state["step"] == 4 and not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.parametrize("steps", [2, 10])  # 10 steps at warmup_fraction 0.1: a one-step warm-up
+def test_short_runs_train_through_the_schedule(tiny_scans, steps):
+    model = build_detector("pillars", 2, 0.25)
+    before = [p.detach().clone() for p in model.parameters()]
+    train_detector(model, tiny_scans, TrainConfig(steps=steps, batch_size=1, warmup_fraction=0.1), None, progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_distillation_step_and_family_mismatch(tiny_scans):
     teacher = build_detector("point", 2, 0.5)
     student = build_detector("point", 2, 0.25)

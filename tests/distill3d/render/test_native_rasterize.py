@@ -87,6 +87,28 @@ def test_isect_tiles_equal_reference_including_ties_and_culling():
     assert torch.equal(offsets_want, offsets_got)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_isect_tiles_parallel_buckets_equal_reference(threads):
+    # 2 x 10k Gaussians: above the kernel's parallel threshold, so the binning splits them into one chunk
+    # per thread (each chunk writes its own part of every tile's bucket), and buckets of thousands of
+    # entries go through the radix sort; equal depths must still keep ascending Gaussian order.
+    means2d, _, _, _, radii, depths = splats_2d(C=2, N=10_000)
+    depths[:, 5000:5600] = 4.0
+    tile_width, tile_height = tiles.tile_grid(45, 37, TILE)
+    want = tiles.isect_tiles(means2d, radii, depths, TILE, tile_width, tile_height)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = native.isect_tiles_native(means2d, radii, depths, TILE, tile_width, tile_height)
+        offsets_got = native.isect_offset_encode_native(got[1], 2, tile_width, tile_height)
+    finally:
+        torch.set_num_threads(before)
+    assert want[1].numel() > 20_000
+    for w, g in zip(want, got):
+        assert w.dtype == g.dtype and torch.equal(w, g)
+    assert torch.equal(tiles.isect_offset_encode(want[1], 2, tile_width, tile_height), offsets_got)
+
+
 def test_isect_with_no_intersections():
     means2d, _, _, _, radii, depths = splats_2d(C=2, N=20)
     counts, ids, flat = native.isect_tiles_native(means2d, torch.zeros_like(radii), depths, TILE, 3, 3)

@@ -45,16 +45,22 @@ D3_HD int bits_for(int64_t n) {
     return bits;
 }
 
+// IEEE bits of the depth as float32: they order like the values for the positive depths of visible Gaussians.
+template <typename scalar_t>
+D3_HD uint32_t depth_bits(scalar_t depth) {
+    const float depth_f = float(depth);
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(depth_f);
+#else
+    uint32_t bits;
+    std::memcpy(&bits, &depth_f, sizeof(bits));
+    return bits;
+#endif
+}
+
 template <typename scalar_t>
 D3_HD int64_t isect_key(int64_t camera, int64_t tile, scalar_t depth, int tile_bits) {
-    const float depth_f = float(depth);
-    uint32_t depth_bits;
-#if defined(__CUDA_ARCH__)
-    depth_bits = __float_as_uint(depth_f);
-#else
-    std::memcpy(&depth_bits, &depth_f, sizeof(depth_bits));
-#endif
-    return (camera << (32 + tile_bits)) | (tile << 32) | int64_t(depth_bits);
+    return (camera << (32 + tile_bits)) | (tile << 32) | int64_t(depth_bits(depth));
 }
 
 // Writes the keys and flat ids of Gaussian i (flat index camera * N + gaussian) from position `pos` on:
