@@ -12,12 +12,14 @@ workers within 20% of 1 worker (the sharded map does no more work per node; the 
 driver and is reported apart). Totals run ``distill`` (discretisation, hashing, support counting,
 FP-growth; fixed support, no sweep) and report wall and CPU seconds (driver + workers).
 
-Prints a table and writes benchmarks/results/graph_scale_mirage.json (merged into graph_scale.json
-by hand).
+Prints a table and writes benchmarks/results/graph_scale_mirage.json, and the same under the ``mirage``
+key of benchmarks/results/graph_scale.json (beside benchmarks/graph_scale.py's VQGraph figures). A run with
+an empty ``--totals`` keeps the totals of the previous run.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -33,6 +35,7 @@ from graphdistill.mirage.cluster import ClusterConfig, open_executor
 from graphdistill.mirage.shards import SPLIT_TEST, SPLIT_TRAIN, hash_shards, shard_arrays
 
 RESULTS = Path(__file__).resolve().parent / "results" / "graph_scale_mirage.json"
+GRAPH_SCALE = RESULTS.with_name("graph_scale.json")
 DEPTH = 2
 SUPPORT = 0.1
 
@@ -115,7 +118,11 @@ def main() -> None:
         result["totals"].append(row)
         print(row)
         write_json_atomic(RESULTS, result)  # a long run keeps what it measured
+    if not args.totals and RESULTS.exists():  # a hashing-only run keeps the earlier totals
+        result["totals"] = json.loads(RESULTS.read_text()).get("totals", [])
     write_json_atomic(RESULTS, result)
+    graph_scale = json.loads(GRAPH_SCALE.read_text()) if GRAPH_SCALE.exists() else {}
+    write_json_atomic(GRAPH_SCALE, {**graph_scale, "mirage": result})
 
     print(f"\nMirage hashing, depth {DEPTH}, {inputs['hashed'].node_ptr[-1]:,} nodes ({args.hash_graphs:,} molecules)")
     print(f"{'setting':<22}{'shards':>7}{'worker CPU s':>14}{'us/node':>9}{'driver CPU s':>14}{'wall s':>9}")

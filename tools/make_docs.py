@@ -123,14 +123,21 @@ def render_rasterize_cpu(d: dict) -> str:
     for r in d["rows"]:
         nat, tor = r["native"], r.get("torch")
         sp = r.get("speedup_native_vs_torch")
+        before = r.get("speedup_vs_baseline")
         rows.append([count(r["n_gaussians"]), f"{r['size']}²", str(r["channels"]),
                      ms(nat["forward_s"]), ms(nat["forward_backward_s"]),
                      ms(tor["forward_s"]) if tor else "-", ms(tor["forward_backward_s"]) if tor else "-",
                      f"{sp['forward_cpu']:.0f}x, {sp['forward_backward_cpu']:.0f}x" if sp else "-",
                      f"{nat['forward_blends_per_s_per_core'] / 1e6:.0f}, "
-                     f"{nat['forward_backward_blends_per_s_per_core'] / 1e6:.0f}"])
+                     f"{nat['forward_backward_blends_per_s_per_core'] / 1e6:.0f}",
+                     f"{before['forward_cpu']:.2f}x, {before['forward_backward_cpu']:.2f}x" if before else "-"])
+    if any(r.get("speedup_vs_baseline") for r in d["rows"]):
+        base = d.get("baseline", {})
+        head += (f"Previous kernels: the same script on the tree of {base.get('tree', 'the previous commit')}; "
+                 "\"before/now\" is the ratio of their CPU times (above 1: now faster).\n\n")
     return head + md_table(["N", "image", "D", "native fwd", "native fwd+bwd", "torch fwd", "torch fwd+bwd",
-                            "torch/native (CPU time) fwd, f+b", "native Mblends/s/core fwd, f+b"], rows)
+                            "torch/native (CPU time) fwd, f+b", "native Mblends/s/core fwd, f+b",
+                            "before/now (CPU time) fwd, f+b"], rows)
 
 
 def render_rasterize_cuda(d: dict) -> str:
@@ -166,10 +173,10 @@ def _row(d: dict, n: int, size: int, channels: int) -> dict:
 
 
 def headline_rasterize(cpu: dict, cuda: dict) -> str:
-    r = _row(cpu, 10_000, 256, 3)
+    r = _row(cpu, 1_000_000, 512, 16)
     g = _row(cuda, 100_000, 512, 16)
-    return (f"10k Gaussians at 256², D = 3: {ms(r['native']['forward_s'])} forward, "
-            f"{r['speedup_native_vs_torch']['forward_backward_cpu']:.0f}x the torch reference forward+backward "
+    return (f"1M Gaussians at 512², D = 16: {ms(r['native']['forward_s'])} forward, "
+            f"{ms(r['native']['forward_backward_s'])} forward+backward "
             f"on {cpu['machine']['threads']} CPU threads; 100k Gaussians at 512², D = 16 on an "
             f"{cuda['machine'].get('gpu', 'GPU')}: {ms(g['native']['forward_s'])} (gsplat "
             f"{ms(g['gsplat']['forward_s'])})")
