@@ -18,6 +18,7 @@ the object store (zero-copy numpy), and FP-growth runs as one task per (task, cl
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -147,7 +148,6 @@ class RayExecutor:
         actor = ray.remote(ShardWorker).options(num_cpus=cpus_per_shard)
         # one torch thread per actor: its share of the CPUs is what the scheduler gave it
         self.workers = [actor.remote(**{k: ray.put(v) for k, v in s.items()}, threads=1) for s in shards]
-        self._task_cpus = cpus_per_shard
 
     @property
     def num_shards(self) -> int:
@@ -158,8 +158,10 @@ class RayExecutor:
         return self.ray.get([w.call.remote(method, *a) for w, a in zip(self.workers, args, strict=True)])
 
     def tasks(self, fn: Callable, args: list[tuple]) -> list:
-        remote = self.ray.remote(fn).options(num_cpus=self._task_cpus)
-        return self.ray.get([remote.remote(*a) for a in args])
+        # on the shard actors, round robin: they hold the CPUs Ray was given, so a separate Ray task asking
+        # for one would wait for ever (and each new worker process spends seconds importing)
+        workers = itertools.cycle(self.workers)
+        return self.ray.get([next(workers).call.remote("run_task", fn, *a) for a in args])
 
     def close(self) -> None:
         for w in self.workers:

@@ -78,6 +78,10 @@ class ShardWorker:
         self.split = None if split is None else np.asarray(split)
         self._items: tuple | None = None
 
+    def run_task(self, fn: Callable, *args) -> Any:
+        """An independent task (FP-growth of one (task, class)) run where this shard lives."""
+        return fn(*args)
+
     def call(self, method: str, *args) -> Any:
         """Runs map step ``method`` and adds its process CPU time to :attr:`cpu_seconds`."""
         start = time.process_time()

@@ -197,6 +197,7 @@ def test_workers_without_ray_name_the_extra(monkeypatch):
             pass
 
 
+@pytest.mark.timeout(300)  # a Ray scheduling deadlock must fail, not hang CI
 def test_local_ray_two_workers_give_the_in_process_file():
     pytest.importorskip("ray", reason="needs the [dist] extra (ray) to run Mirage on Ray workers")
     union = random_union(40, seed=2, num_labels=2)
