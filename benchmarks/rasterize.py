@@ -113,6 +113,17 @@ class Timing:
     peak_bytes: int
 
 
+def timed_call(fn: Callable[[], None], device: str) -> tuple[float, float]:
+    """Wall and process CPU seconds of one ``fn()`` (on CUDA, with the device's queued work)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _timed(fn: Callable[[], None], repeats: int, warmup: bool, device: str) -> Timing:
     """Medians of ``fn``'s wall and process CPU time over ``repeats`` runs (after an optional warm-up)."""
     if warmup:
@@ -120,14 +131,9 @@ def _timed(fn: Callable[[], None], repeats: int, warmup: bool, device: str) -> T
     walls, cpus = [], []
     with PeakMemory(device) as memory:
         for _ in range(repeats):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
+            wall, cpu = timed_call(fn, device)
+            walls.append(wall)
+            cpus.append(cpu)
     return Timing(statistics.median(walls), statistics.median(cpus), memory.peak)
 
 
@@ -224,16 +230,10 @@ def _stage_profile(scene: dict, repeats: int, device: str) -> dict[str, dict[str
     for name, setup in stages.items():
         walls, cpus = [], []
         for i in range(repeats + 1):  # the first run warms up
-            fn = setup()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
+            wall, cpu = timed_call(setup(), device)
             if i:
-                walls.append(time.perf_counter() - wall)
-                cpus.append(time.process_time() - cpu)
+                walls.append(wall)
+                cpus.append(cpu)
         result[name] = {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
     return result
 

@@ -314,13 +314,7 @@ class ShardedTrainer(Trainer):
         self._check_finite(step + 1, loss)
         loss.backward()
         self._sum_replicated_grads()
-        for optimizer in self.optimizers.values():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        for extra in (self.decoder_optimizer, self.background_optimizer):
-            if extra is not None:
-                extra.step()
-                extra.zero_grad(set_to_none=True)
+        self._optimizer_step()
         self.strategy.step_post_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
         d = cfg.densify
         if d.enabled and step >= d.refine_start_iter and step % d.refine_every == 0:

@@ -218,6 +218,16 @@ class Trainer:
             logs["feature_loss"] = float(feature_loss.detach())
         self._check_finite(step + 1, loss)
         loss.backward()
+        self._optimizer_step()
+        self.strategy.step_post_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
+        self._check_finite(step + 1)
+        self._reset_opacities(step)
+        self.step += 1
+        logs["psnr"] = psnr(out.rgb.detach().clamp(0, 1), target)
+        return logs
+
+    def _optimizer_step(self) -> None:
+        """One step of every optimizer (Gaussians, decoder, background), gradients cleared after."""
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -225,12 +235,6 @@ class Trainer:
             if extra is not None:
                 extra.step()
                 extra.zero_grad(set_to_none=True)
-        self.strategy.step_post_backward(self.field.splats, self.optimizers, self.strategy_state, step, out.meta)
-        self._check_finite(step + 1)
-        self._reset_opacities(step)
-        self.step += 1
-        logs["psnr"] = psnr(out.rgb.detach().clamp(0, 1), target)
-        return logs
 
     def _check_finite(self, step: int, loss: Tensor | None = None) -> None:
         """Stops a diverging run at ``step`` (see :mod:`distillcore.divergence`) before a NaN state can
