@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from distillcore import dist
-from distill3d.render import compositing, tiles
+from distill3d.render import tiles
 from distill3d.render.rasterize import (
     RenderMode,
     _check_inputs,
@@ -46,6 +46,7 @@ from distill3d.render.rasterize import (
     _stage_functions,
     native_status,
     resolve_backend,
+    split_composited,
 )
 
 # float columns sent per visible (camera, Gaussian) pair ahead of the compositing buffer
@@ -188,11 +189,7 @@ def rasterize_distributed(
         image = r_buffer.new_zeros(0, height, width, n_channels) + r_buffer.sum() * 0
         alpha = r_buffer.new_zeros(0, height, width, 1)
 
-    render = image[..., : n_color + n_depth]
-    if "ED" in render_mode:
-        expected = render[..., -1:] / alpha.clamp(min=compositing.EXPECTED_DEPTH_MIN_ALPHA)
-        render = torch.cat([render[..., :n_color], expected], dim=-1)
-    feature_image = image[..., n_color + n_depth:] if features is not None else None
+    render, feature_image = split_composited(image, alpha, n_color, n_depth, render_mode, features is not None)
     rows_sent = sum(int(t.shape[0]) for i, t in enumerate(send_floats) if i != ctx.rank)
     rows_from_others = sum(n for i, n in enumerate(received_counts) if i != ctx.rank)
     float_bytes = rows.shape[-1] * rows.element_size()

@@ -203,6 +203,17 @@ def _full_backgrounds(backgrounds: Tensor | None, n_cameras: int, n_color: int, 
     return torch.cat([backgrounds, padding], dim=-1)
 
 
+def split_composited(image: Tensor, alpha: Tensor, n_color: int, n_depth: int, render_mode: str,
+                     has_features: bool) -> tuple[Tensor, Tensor | None]:
+    """The composited buffer ``[..., n_color + n_depth + F]`` as (render, feature image): "ED" modes turn the
+    accumulated depth into the expected depth (divided by alpha); features are ``None`` without them."""
+    render = image[..., : n_color + n_depth]
+    if "ED" in render_mode:
+        expected = render[..., -1:] / alpha.clamp(min=compositing.EXPECTED_DEPTH_MIN_ALPHA)
+        render = torch.cat([render[..., :n_color], expected], dim=-1)
+    return render, (image[..., n_color + n_depth :] if has_features else None)
+
+
 def rasterize(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4] wxyz, normalised inside
@@ -279,11 +290,7 @@ def rasterize(
         isect_offsets, flatten_ids, full_backgrounds, n_geometry, **native_options,
     )
 
-    render = image[..., : n_color + n_depth]
-    if "ED" in render_mode:
-        expected = render[..., -1:] / alpha.clamp(min=compositing.EXPECTED_DEPTH_MIN_ALPHA)
-        render = torch.cat([render[..., :n_color], expected], dim=-1)
-    feature_image = image[..., n_color + n_depth :] if features is not None else None
+    render, feature_image = split_composited(image, alpha, n_color, n_depth, render_mode, features is not None)
     meta = {
         "backend": backend,
         "batch_ids": None,
