@@ -460,11 +460,13 @@ MIRAGE_MODELS = ["gcn", "gin", "gat"]
 
 
 def render_mirage(d: dict) -> str:
-    """``mirage.json``: test ROC-AUC of GNNs trained on the full, Mirage-distilled and random sets."""
+    """``mirage.json``: test ROC-AUC of GNNs trained on the full, Mirage-distilled, random and k-centre sets."""
     t = d["setup"]["train"]
     head = settings_line(f"{d['setup']['seeds']} seeds, {t['epochs']} epochs of {t['samples_per_epoch']} samples; "
-                         f"test ROC-AUC, mean ± std; sizes are tensor payloads, the random subset has the bytes "
-                         f"of the Mirage set")
+                         f"test ROC-AUC, mean ± std; sizes are tensor payloads, the random subset and the k-centre "
+                         f"coreset have the bytes of the Mirage set")
+    coreset = any("gcn/kcenter" in ds["summary"] for ds in d["datasets"].values())
+    covered = any("gcn/covered" in ds["summary"] for ds in d["datasets"].values())
     rows = []
     for name, ds in d["datasets"].items():
         s = ds["summary"]
@@ -479,10 +481,16 @@ def render_mirage(d: dict) -> str:
                 model.upper(),
                 pm(s[f"{model}/full"]["roc_auc"]["mean"], s[f"{model}/full"]["roc_auc"]["std"], 3),
                 pm(s[f"{model}/mirage"]["roc_auc"]["mean"], s[f"{model}/mirage"]["roc_auc"]["std"], 3),
-                pm(s[f"{model}/random"]["roc_auc"]["mean"], s[f"{model}/random"]["roc_auc"]["std"], 3),
-                f"{s[f'{model}/mirage_over_full']:.2f}"])
-    table = md_table(["data set", "train → distilled", "ratio", "distill CPU", "model", "full", "Mirage", "random",
-                      "Mirage/full"], rows, ["l", "l", "r", "r", "l", "r", "r", "r", "r"])
+                pm(s[f"{model}/random"]["roc_auc"]["mean"], s[f"{model}/random"]["roc_auc"]["std"], 3)]
+                + ([pm(s[f"{model}/kcenter"]["roc_auc"]["mean"], s[f"{model}/kcenter"]["roc_auc"]["std"], 3)] if coreset else [])
+                + [f"{s[f'{model}/mirage_over_full']:.2f}"]
+                + ([pm(s[f"{model}/covered"]["roc_auc"]["mean"], s[f"{model}/covered"]["roc_auc"]["std"], 3),
+                    f"{s[f'{model}/covered_over_full']:.2f}"] if covered else []))
+    table = md_table(["data set", "train → distilled", "ratio", "distill CPU", "model", "full", "Mirage", "random"]
+                     + (["k-centre"] if coreset else []) + ["Mirage/full"]
+                     + (["Mirage, covered readout", "covered/full"] if covered else []), rows,
+                     ["l", "l", "r", "r", "l", "r", "r", "r"] + (["r"] if coreset else []) + ["r"]
+                     + (["r", "r"] if covered else []))
     h = d.get("hashing")
     if h:
         table += (f"\n\nDepth-{h['depth']} tree hashing of {h['nodes']:,} nodes ({h['edges']:,} edges): "

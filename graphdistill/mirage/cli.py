@@ -47,9 +47,12 @@ class MirageTrainCommand:
     # the distilled file, split as it was
     dataset_file: str | None = None
     layers: int | None = None  # GNN layers (None: the tree depth; more than the depth loses exactness)
-    # sample patterns by raw frequency over all classes (the paper's weighting) instead of by frequency
-    # within each class times the class's share of the training graphs
+    # sample patterns by their raw weights over all classes (readout masses; the paper uses support counts)
+    # instead of by weight within each class times the class's share of the training graphs
     raw_frequency: bool = False
+    # evaluate with the readout over the nodes whose computation tree the set holds (the Mirage reference
+    # code's protocol; graphdistill.mirage.covered) instead of over every node
+    covered_readout: bool = False
     out: str | None = None  # where to save the trained model's state dict (default: none)
     overwrite: bool = False  # replace an existing file at --out (else this fails)
 
@@ -178,11 +181,16 @@ def _train_to(args: argparse.Namespace) -> int:
         check_feature_compatible(graphs, distilled.feature_spec, distilled.edge_features is not None, name,
                                  distilled.num_classes)
     graphs, weights = distilled.to_graphs(class_prior=not args.raw_frequency)
+    val, test = splits.val, splits.test
+    if args.covered_readout:
+        from .covered import with_covered_readout
+
+        val, test = with_covered_readout(distilled, val), with_covered_readout(distilled, test)
     result = train_gnn(
         graphs,
         weights,
-        splits.val,
-        splits.test,
+        val,
+        test,
         distilled.feature_spec,
         distilled.num_classes,
         dataclasses.replace(args.model_config, num_layers=distilled.depth if args.layers is None else args.layers),

@@ -12,6 +12,14 @@ and a support whose set is less than ``min_compression`` times smaller than the 
 the sweep); the highest support within ``sweep_tolerance`` of the best score wins (the smallest good
 set).
 
+Each pattern also stores its *readout mass* in its class (:func:`pattern_readout_mass`): the share of
+the nodes of the class's graphs that its trees root,
+
+.. math:: m_p = \sum_{G \in \mathcal{D}_c,\ P \subseteq G} \frac{|\{v \in G : \mathrm{id}_L(v) \in P\}|}{|G|},
+
+which is the weight the GNN's mean readout gives these trees when it is trained on whole graphs;
+the support count :math:`f_p` counts a tree once whether it roots one atom of a graph or half of them.
+
 Hashing and support counting run as map-reduce over shards of graphs
 (:mod:`graphdistill.mirage.shards`), in this process or on Ray workers
 (:mod:`graphdistill.mirage.cluster`); the distilled file is the same for any number of shards.
@@ -44,7 +52,8 @@ class DistillConfig:
     mining: MiningConfig = field(default_factory=MiningConfig)
     # Relative supports tried by the validation sweep (one value for every class); None: use
     # mining.min_support as given.
-    sweep: tuple[float, ...] | None = (0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01)
+    sweep: tuple[float, ...] | None = (0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01, 0.007,
+                                       0.005, 0.003, 0.002)
     sweep_tolerance: float = 0.005
     min_compression: float = 50.0  # the sweep keeps only sets at least this many times smaller
 
@@ -93,6 +102,54 @@ def pattern_scores(graph_trees: list[np.ndarray], mined: MinedPatterns, multiset
     total = per_task.sum(2, keepdims=True)
     normalised = np.where(total > 0, per_task / np.where(total > 0, total, 1), 1.0 / per_task.shape[2])
     return normalised.reshape(len(graph_trees), num_groups)
+
+
+def pattern_readout_mass(graph_trees: list[np.ndarray], y: np.ndarray, patterns: list[tuple[int, tuple[int, ...]]],
+                         num_classes: int, multiset: bool,
+                         transactions: list[list[tuple[int, int]]] | None = None) -> np.ndarray:
+    r"""[P] readout mass of every pattern in its group (module docstring):
+    :math:`m_p = \sum_{G \in \mathcal{D}_g,\ P \subseteq G} |\{v \in G : \mathrm{id}_L(v) \in P\}| / |G|`.
+
+    Args:
+        graph_trees: per training graph, the tree ids of its nodes ([n_i] int arrays).
+        y: [G, T] labels of those graphs (NaN: missing); group ``g`` holds the graphs with class
+            ``g % num_classes`` in task ``g // num_classes``.
+        patterns: (group, sorted tree ids) of every pattern.
+        transactions: ``encode_transaction`` of every graph's trees when already known (a sweep encodes once).
+    """
+    if not patterns:
+        return np.zeros(0)
+    pattern_items = [encode_transaction(np.array(p), multiset) for _, p in patterns]
+    item_index: dict[tuple[int, int], int] = {}
+    for items in pattern_items:
+        for item in items:
+            item_index.setdefault(item, len(item_index))
+    if transactions is None:
+        transactions = [encode_transaction(t, multiset) for t in graph_trees]
+    graphs = _items_matrix(transactions, item_index)
+    pattern_matrix = _items_matrix(pattern_items, item_index)
+    # contained[G, p]: every item of p is in G (sparse: only pairs sharing an item are stored)
+    shared = (graphs @ pattern_matrix.T).tocoo()
+    size = np.asarray(pattern_matrix.sum(1)).ravel()
+    keep = shared.data == size[shared.col]
+    rows, cols = shared.row[keep], shared.col[keep]
+    # share[G, p]: fraction of G's nodes whose tree is one of p's trees
+    used = np.unique([t for _, p in patterns for t in p])
+    lengths = np.array([len(t) for t in graph_trees], dtype=np.int64)
+    node_tree = np.concatenate(graph_trees).astype(np.int64) if graph_trees else np.zeros(0, np.int64)
+    node_graph = np.repeat(np.arange(len(graph_trees)), lengths)
+    position = np.minimum(np.searchsorted(used, node_tree), used.size - 1)
+    hit = used[position] == node_tree
+    node_share = sp.csr_matrix((1.0 / lengths[node_graph[hit]], (node_graph[hit], position[hit])),
+                               shape=(len(graph_trees), used.size))
+    pattern_of, tree_of = zip(*[(i, t) for i, (_, p) in enumerate(patterns) for t in set(p)])
+    uses = sp.csr_matrix((np.ones(len(tree_of)), (pattern_of, np.searchsorted(used, tree_of))),
+                         shape=(len(patterns), used.size))
+    share = np.asarray((node_share[rows].multiply(uses[cols])).sum(1)).ravel()
+    group = np.array([g for g, _ in patterns])
+    label = y[rows, group[cols] // num_classes]
+    member = label == group[cols] % num_classes  # NaN (missing) compares false
+    return np.bincount(cols[member], weights=share[member], minlength=len(patterns))
 
 
 def validation_auc(y: np.ndarray, scores: np.ndarray) -> float:
@@ -172,6 +229,9 @@ def distill(data: GraphSplits | GraphArrays | list, config: DistillConfig | None
         num_trees = levels[-1].num_trees
         counts = count_supports(executor, config.depth, num_trees, config.mining.multiset, sizes.size, num_classes)
         val_trees = gather_graph_trees(executor, config.depth, SPLIT_VAL) if config.sweep is not None else []
+        train_trees = gather_graph_trees(executor, config.depth, SPLIT_TRAIN)
+        train_y = hashed.y[hashed.split == SPLIT_TRAIN]
+        train_items = [encode_transaction(t, config.mining.multiset) for t in train_trees]
 
         def mine(mining: MiningConfig) -> MinedPatterns:
             return mine_shards(executor, config.depth, num_trees, sizes, mining, counts, arrays.task_names)
@@ -185,6 +245,8 @@ def distill(data: GraphSplits | GraphArrays | list, config: DistillConfig | None
             flat = torch.tensor([t for _, p, _ in patterns for t in p], dtype=torch.long)
             kept, top, used_labels = prune_tables(levels, flat)
             groups = torch.tensor([g for g, _, _ in patterns], dtype=torch.int32)
+            mass = pattern_readout_mass(train_trees, train_y, [(g, p) for g, p, _ in patterns], num_classes,
+                                        mining.multiset, train_items)
             meta = {
                 "dataset": arrays.name,
                 "depth": config.depth,
@@ -213,6 +275,7 @@ def distill(data: GraphSplits | GraphArrays | list, config: DistillConfig | None
                 original_nbytes=arrays.nbytes(arrays.split == SPLIT_TRAIN),
                 meta=meta,
                 pattern_task=groups // num_classes if arrays.num_tasks > 1 else None,
+                pattern_mass=torch.from_numpy(mass).to(torch.float32),
             )
 
         sweep: list[SweepPoint] = []

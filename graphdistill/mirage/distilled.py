@@ -5,7 +5,8 @@ Stored (all in one ``torch.save`` file, written atomically):
 - the decoding tables of only the trees the patterns use, level by level (a subtree shared by many
   trees is stored once), with dense int32 ids;
 - ``pattern_ptr`` / ``pattern_trees``: CSR list of every pattern's top-level tree ids (a tree
-  repeats in multiset mode), ``pattern_class`` and ``pattern_frequency`` (support count in its class);
+  repeats in multiset mode), ``pattern_class``, ``pattern_frequency`` (support count in its class) and
+  ``pattern_mass`` (readout mass in its class, the sampling weight);
   for multi-task sets (molpcba-style) also ``pattern_task``: the pattern is frequent in class
   ``pattern_class`` of that task;
 - the representative node / edge feature row of every label the trees use, and the feature spec
@@ -18,8 +19,9 @@ The trainer samples pattern :math:`p` of class :math:`c` with probability
 .. math:: P(p) = \pi_c \, \frac{f_p}{\sum_{q \in c} f_q} \quad\text{(class prior, default)}
     \qquad\text{or}\qquad P(p) = \frac{f_p}{\sum_q f_q} \quad\text{(raw frequency)},
 
-with :math:`f_p` its support count and :math:`\pi_c` the share of class :math:`c` among the training
-graphs. Raw frequencies (the paper's choice) give a class with more diverse graphs, hence more
+with :math:`f_p` its readout mass ``pattern_mass`` (the share of the class's nodes its trees root,
+:func:`~graphdistill.mirage.distill.pattern_readout_mass`; files without it: its support count) and
+:math:`\pi_c` the share of class :math:`c` among the training graphs. Raw frequencies (the paper's choice) give a class with more diverse graphs, hence more
 patterns, more sampling mass than its share of the data (74% instead of 41% for the low-solubility
 class), which shifts the decision threshold; within a class both weightings are the same.
 """
@@ -65,6 +67,7 @@ class DistilledDataset:
     original_nbytes: int  # payload of the training graphs it replaces
     meta: dict = field(default_factory=dict)
     pattern_task: torch.Tensor | None = None  # [P] task of every pattern (multi-task sets only)
+    pattern_mass: torch.Tensor | None = None  # [P] readout mass in its class (None: files without it)
 
     @property
     def num_tasks(self) -> int:
@@ -87,6 +90,8 @@ class DistilledDataset:
             out["edge_features"] = self.edge_features
         if self.pattern_task is not None:
             out["pattern_task"] = self.pattern_task
+        if self.pattern_mass is not None:
+            out["pattern_mass"] = self.pattern_mass
         for l, table in enumerate(self.levels, start=1):
             for key, value in asdict(table).items():
                 out[f"level{l}.{key}"] = value
@@ -142,12 +147,14 @@ class DistilledDataset:
             state["original_nbytes"],
             state["meta"],
             t.get("pattern_task"),
+            t.get("pattern_mass"),
         )
 
     def sampling_weights(self, class_prior: bool = True) -> torch.Tensor:
-        """[P] weights of the patterns (module docstring): frequencies, rescaled to the class prior (with
-        several tasks: every task the same mass, split over its classes by their shares)."""
-        frequency = self.pattern_frequency.double()
+        """[P] weights of the patterns (module docstring): readout masses (support counts for files without
+        them), rescaled to the class prior (with several tasks: every task the same mass, split over its
+        classes by their shares)."""
+        frequency = (self.pattern_frequency if self.pattern_mass is None else self.pattern_mass).double()
         if not class_prior:
             return frequency
         groups = self.pattern_class.long()

@@ -2,7 +2,7 @@
 
 One loop serves the full data set (all weights 1), a random subset, and the distilled set, whose
 pattern graphs are drawn with probability proportional to their weight
-(``DistilledDataset.sampling_weights``: frequency-based), by ``WeightedRandomSampler`` with
+(``DistilledDataset.sampling_weights``: readout-mass based), by ``WeightedRandomSampler`` with
 replacement. The Mirage reference code builds such weights and then
 overwrites them with uniform sampling; here the sampler is the only source of batches, and a test
 checks that a zero-weight pattern is never seen.

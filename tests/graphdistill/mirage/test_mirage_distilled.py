@@ -58,19 +58,23 @@ def test_distill_save_load_and_pattern_graphs(tmp_path, depth, support):
     graphs, weights = loaded.to_graphs(class_prior=False)
     assert len(graphs) == distilled.num_patterns
     sizes = (distilled.pattern_ptr[1:] - distilled.pattern_ptr[:-1]).tolist()
-    for g, n_trees, c, f, w in zip(graphs, sizes, distilled.pattern_class, distilled.pattern_frequency, weights):
-        assert int(g.root_mask.sum()) == n_trees and int(g.y) == int(c) and float(w) == float(f)
+    for g, n_trees, c, m, w in zip(graphs, sizes, distilled.pattern_class, distilled.pattern_mass, weights):
+        assert int(g.root_mask.sum()) == n_trees and int(g.y) == int(c) and float(w) == float(m)
         assert g.edge_index.max() < g.num_nodes and g.edge_attr.shape == (g.edge_index.shape[1], 3)
     # Every pattern is frequent: frequency >= the class's support count.
     assert bool((distilled.pattern_frequency >= support * 4).all())
     # Class-prior weights: each class gets its share of training graphs (4 of 8 here), split among
-    # its patterns in proportion to their frequencies.
+    # its patterns in proportion to their readout masses.
     prior = loaded.sampling_weights(class_prior=True)
     for c in (0, 1):
         in_class = distilled.pattern_class == c
         assert torch.isclose(prior[in_class].sum(), torch.tensor(0.5, dtype=torch.float64))
-        frequency = distilled.pattern_frequency[in_class].double()
-        assert torch.allclose(prior[in_class], 0.5 * frequency / frequency.sum())
+        mass = distilled.pattern_mass[in_class].double()
+        assert torch.allclose(prior[in_class], 0.5 * mass / mass.sum())
+    # Files written before readout masses existed sample by support count.
+    loaded.pattern_mass = None
+    frequency = loaded.pattern_frequency.double()
+    assert torch.equal(loaded.sampling_weights(class_prior=False), frequency)
 
 
 def test_distill_continuous_features():
