@@ -10,7 +10,9 @@ FLOPs, CPU inference time per scan) and writes ``benchmarks/results/pointdistill
     python benchmarks/pointdistiller.py --speed-only   # only the teacher-vs-student speed-scaling table
 
 Times are CPU time of the process (``time.process_time``), not wall-clock: on a machine shared with other
-jobs the wall clock measures the neighbours; with ``--threads 1`` the two agree on an idle machine.
+jobs the wall clock measures the neighbours; with ``--threads 1`` the two agree on an idle machine. They
+are taken on inference copies (:func:`distill3d.points.fusion.fuse_for_inference`: BatchNorm folded into
+the convolutions, the pillar backbone channels-last), as a detector is deployed.
 
 Simulated scans are cached in KITTI layout under ``--data-dir`` and checkpoints under ``--work-dir``,
 so an interrupted run resumes where it stopped.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -30,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from distillcore.serialization import load_state, write_json_atomic
 from distill3d.points.distill import METHODS, DistillConfig
+from distill3d.points.fusion import fuse_for_inference
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
 from distill3d.points.pillars import PillarConfig, PillarDetector
 from distill3d.points.point_detector import PointDetector, PointDetectorConfig
@@ -39,6 +43,7 @@ from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evalua
 RESULTS = Path(__file__).resolve().parent / "results" / "pointdistiller.json"
 EVAL_SEEDS = {"val": 1, "test": 2}  # simulation seeds of the held-out splits (train: 0)
 HEADLINE = "moderate"
+INFERENCE = "BatchNorm folded into the convolutions; pillar backbone channels-last; C++ FPS and kNN"
 
 
 def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: SimulationConfig):
@@ -53,9 +58,10 @@ def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: Simulat
 
 @torch.no_grad()
 def ms_per_scan(model, scans, runs: int, decode: bool = True, repeats: int = 3) -> float:
-    """Median CPU time (ms) per scan of preprocess + forward (+ decode) over the first ``runs`` scans,
-    each timed ``repeats`` times after one warm-up pass."""
-    model.eval()
+    """Median CPU time (ms) per scan of preprocess + forward (+ decode) of the inference copy of
+    ``model`` (:func:`fuse_for_inference`) over the first ``runs`` scans, each timed ``repeats`` times
+    after one warm-up pass."""
+    model = fuse_for_inference(model)
     times = []
     for repeat in range(repeats + 1):
         for scan in scans[:runs]:
@@ -91,12 +97,15 @@ SCALING_TEACHERS = {
 
 def speed_scaling(scans, width: float, runs: int) -> dict:
     """Teacher vs width-``width`` student forward time for each of ``SCALING_TEACHERS`` and the point
-    detector (untrained). Teacher and student are timed alternately, three rounds, and each keeps its
-    fastest round, so a load change on a shared machine hits both alike."""
+    detector (untrained; BatchNorm with random statistics, as after training, so folding it is no
+    shortcut). Teacher and student are timed alternately, three rounds, and each keeps its fastest
+    round, so a load change on a shared machine hits both alike."""
     rows = {}
     for name, build in [*((n, lambda w, c=c: PillarDetector(dataclasses.replace(c, width=w))) for n, c in SCALING_TEACHERS.items()),
                         ("point-default", lambda w: PointDetector(PointDetectorConfig(width=w)))]:
         models = {"teacher": build(1.0), "student": build(width)}
+        for model in models.values():
+            randomise_batchnorm(model)
         row = {f"{role}_params": sum(p.numel() for p in m.parameters()) for role, m in models.items()}
         for role, model in models.items():
             row[f"{role}_forward_ms"] = float("inf")
@@ -109,12 +118,30 @@ def speed_scaling(scans, width: float, runs: int) -> dict:
     return rows
 
 
+@torch.no_grad()
+def randomise_batchnorm(model) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters for untrained models."""
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+            m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+            m.bias.copy_(0.1 * torch.randn(m.num_features, generator=gen))
+
+
 def print_speed_scaling(table: dict, threads: int) -> None:
-    print(f"\nSpeed scaling, untrained weights, preprocess + forward per scan (CPU ms) on {threads} thread(s)")
+    print(f"\nSpeed scaling, untrained weights, preprocess + forward per scan (CPU ms) of the inference copies on {threads} thread(s)")
     print(f"{'teacher size':24s} {'teacher params':>15s} {'ms':>7s} {'student params':>15s} {'ms':>7s} {'speedup':>8s}")
     for name, row in table.items():
         print(f"{name:24s} {row['teacher_params']:15d} {row['teacher_forward_ms']:7.1f} {row['student_params']:15d} "
               f"{row['student_forward_ms']:7.1f} {row['speedup']:7.1f}x")
+
+
+def speed_scaling_config(args) -> dict:
+    # the load average goes with the times: on a shared machine they are slower than on an idle one
+    return {"threads": args.threads, "student_width": args.width, "timing_runs": args.timing_runs, "clock": "process CPU time",
+            "inference": INFERENCE, "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 def load_finished(path: Path, steps: int, distill: DistillConfig | None, model) -> bool:
@@ -142,7 +169,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed and shorter training (a smoke run of the full table)")
-    parser.add_argument("--seeds", type=int, default=None, help="student seeds (default 5, quick 1)")
+    parser.add_argument("--seeds", type=int, default=None, help="student seeds 0..N-1 (default 5, quick 1)")
+    parser.add_argument("--seed-list", type=int, nargs="+", default=None,
+                        help="these student seeds instead of 0..N-1 (a subset of the table, e.g. to extend it)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per model (default 2000, quick 300)")
     parser.add_argument("--train-scans", type=int, default=800, help="simulated training scans")
     parser.add_argument("--eval-scans", type=int, default=400, help="simulated held-out scans the table is measured on")
@@ -163,7 +192,8 @@ def main(argv=None) -> dict:
                         help="checkpoints (reused and resumed across runs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
-    seeds = args.seeds or (1 if args.quick else 5)
+    seed_list = args.seed_list or list(range(args.seeds or (1 if args.quick else 5)))
+    seeds = len(seed_list)
     steps = args.steps or (300 if args.quick else 2000)
     torch.set_num_threads(args.threads)
 
@@ -174,8 +204,7 @@ def main(argv=None) -> dict:
         print_speed_scaling(table, args.threads)
         results = json.loads(args.out.read_text()) if args.out.is_file() else {}
         results["speed_scaling"] = table
-        results["speed_scaling_config"] = {"threads": args.threads, "student_width": args.width, "timing_runs": args.timing_runs,
-                                           "clock": "process CPU time"}
+        results["speed_scaling_config"] = speed_scaling_config(args)
         write_json_atomic(args.out, results, indent=1)
         print(f"\nwrote {args.out}")
         return results
@@ -187,6 +216,8 @@ def main(argv=None) -> dict:
     results: dict = {"config": {"steps": steps, "train_scans": len(train), "eval_split": args.eval_split, "eval_scans": len(held_out),
                                 "student_width": args.width, "difficulty": HEADLINE, "threads": args.threads,
                                 "classes": list(sim.class_names), "iou_thresholds": list(thresholds)}, "families": {}}
+    if args.seed_list:
+        results["config"]["seed_list"] = seed_list
     for family in args.families:
         rows = {}
         teacher_path = args.work_dir / f"{family}_teacher_{tag}.pt"
@@ -198,7 +229,7 @@ def main(argv=None) -> dict:
         rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, held_out, args.timing_runs), "ap": [ap]}
         for method in args.methods:
             runs = []
-            for seed in range(seeds):
+            for seed in seed_list:
                 path = args.work_dir / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
                 distill = None if method == "none" else DistillConfig(method=method)
                 torch.manual_seed(seed)
@@ -239,6 +270,7 @@ def main(argv=None) -> dict:
                             for k in ("bev", "3d") if f"delta_vs_none_{k}_mean" in row))
     if not args.no_scaling:
         results["speed_scaling"] = speed_scaling(held_out, args.width, args.timing_runs)
+        results["speed_scaling_config"] = speed_scaling_config(args)
         print_speed_scaling(results["speed_scaling"], args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.is_file():  # keep the other family's rows from an earlier run with the same settings (seeds may differ)

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "cpu/kernels_cpu.h"
+#include "cpu/points_knn_cpu.h"
 #include "cpu/sampling_cpu.h"
 #if defined(D3_WITH_CUDA)
 #include <c10/cuda/CUDAStream.h>
@@ -361,6 +362,26 @@ at::Tensor farthest_point_sample(const at::Tensor& xyz, int64_t num_samples) {
     return idx;
 }
 
+// Exact kNN (or ball query, max_dist2 finite) of query [B,M,D] among reference [B,N,D] (CPU): squared
+// distances [B,M,k] and int64 indices [B,M,k], nearest first, see cpu/points_knn_cpu.h.
+std::tuple<at::Tensor, at::Tensor> knn_points(const at::Tensor& query, const at::Tensor& reference, int64_t k,
+                                              double max_dist2) {
+    TORCH_CHECK(query.device().is_cpu() && reference.device().is_cpu(), "knn_points has a CPU kernel only");
+    TORCH_CHECK(query.dim() == 3 && reference.dim() == 3 && query.size(0) == reference.size(0) &&
+                    query.size(2) == reference.size(2), "query [B, M, D] and reference [B, N, D] must agree on B and D");
+    TORCH_CHECK(query.scalar_type() == reference.scalar_type(), "query and reference must have one dtype");
+    TORCH_CHECK(k > 0 && k <= reference.size(1), "k must be in [1, N]");
+    const auto q = query.contiguous(), r = reference.contiguous();
+    auto dist = at::empty({q.size(0), q.size(1), k}, q.options());
+    auto idx = at::empty({q.size(0), q.size(1), k}, q.options().dtype(at::kLong));
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "knn_points", [&] {
+        distill3d::cpu::knn_points<scalar_t>(q.size(0), q.size(1), r.size(1), q.size(2), k, static_cast<scalar_t>(max_dist2),
+                                             q.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), dist.data_ptr<scalar_t>(),
+                                             idx.data_ptr<int64_t>());
+    });
+    return {dist, idx};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -372,6 +393,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("rasterize_forward", &rasterize_forward);
     m.def("rasterize_backward", &rasterize_backward);
     m.def("farthest_point_sample", &farthest_point_sample);
+    m.def("knn_points", &knn_points);
 #if defined(D3_WITH_CUDA)
     m.attr("with_cuda") = true;
 #else

@@ -5,10 +5,12 @@
 - detectors: PointPillars-style (:mod:`.pillars`) and set-abstraction point detector
   (:mod:`.point_detector`), rotated boxes / NMS (:mod:`.boxes`, :mod:`.nms`);
 - distillation: PointDistiller, FitNet, response KD (:mod:`.distill`, :mod:`.edgeconv`);
-- evaluation: KITTI AP R40 in BEV and 3D (:mod:`.metrics`); training loop and checkpoints (:mod:`.train`).
+- evaluation: KITTI AP R40 in BEV and 3D (:mod:`.metrics`); training loop and checkpoints (:mod:`.train`);
+  inference copies with BatchNorm folded (:mod:`.fusion`).
 """
 from distill3d.points.boxes import bev_iou, iou_3d, points_in_boxes
 from distill3d.points.distill import DistillConfig, PointDistillerConfig, PointDistillerLoss
+from distill3d.points.fusion import fuse_for_inference
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
 from distill3d.points.metrics import DifficultyConfig, evaluate
 from distill3d.points.nms import rotated_nms
@@ -20,4 +22,5 @@ __all__ = [
     "bev_iou", "iou_3d", "points_in_boxes", "rotated_nms", "Scan", "SimulationConfig", "simulate_dataset",
     "KittiDataset", "write_kitti_dataset", "DifficultyConfig", "evaluate", "DistillConfig", "PointDistillerConfig",
     "PointDistillerLoss", "TrainConfig", "build_detector", "train_detector", "evaluate_detector", "load_checkpoint",
+    "fuse_for_inference",
 ]

@@ -94,6 +94,8 @@ class Detector(nn.Module):
     """Interface of both detector families (see the module docstring)."""
 
     num_classes: int
+    # set on inference copies by .fusion.fuse_for_inference: lay feature maps out channels-last
+    inference_channels_last: bool = False
 
     def forward(self, inputs, *, distill_only: bool = False) -> DetectorOutput:
         """The model on preprocessed ``inputs``. ``distill_only``: a frozen teacher's pass, which may skip
