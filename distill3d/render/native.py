@@ -14,11 +14,15 @@ last-blended index, as 3DGS does. Only colour channels ``[0, geometry_channels)`
 send gradients to ``means2d`` / ``conics`` / ``opacities``; every channel trains its colours.
 
 CPU layout: OpenMP threads take whole tiles; inside a tile the loop over the tile's Gaussians is the
-outer one and every inner loop runs over the tile's 256 pixels as SIMD lanes (channel-major
-accumulators), so exp, alpha and the colour multiply-adds vectorise for any run-time D. Each Gaussian
-visits only the tile rows its ``alpha >= alpha_min`` ellipse reaches. Gradients are summed over a
-tile's pixels, then added per Gaussian in tile order (deterministic, see :func:`deterministic_backward`)
-or with atomics.
+outer one and every inner loop runs over a lane group (8 pixels of one tile row) as SIMD lanes
+(channel-major accumulators), so exp, alpha and the colour multiply-adds vectorise for any run-time D.
+Each Gaussian visits only the lane groups its ``alpha >= alpha_min`` ellipse reaches that still hold a
+compositing pixel, so a splat of a few pixels costs a few groups, not the whole tile. The Gaussians of a
+tile are gathered in batches of 32 from one packed 8-value record per Gaussian (position, conic,
+opacity and ellipse extents, written once per call), the next batches prefetched: read in depth order
+they are scattered over memory, and at 1M Gaussians those reads are most of the time. Gradients are
+summed over a tile's pixels, then added per Gaussian in tile order (deterministic, see
+:func:`deterministic_backward`) or with atomics.
 
 The projection runs one OpenMP thread (CUDA thread) per Gaussian over all cameras, so its backward
 sums camera contributions without atomics.

@@ -8,7 +8,8 @@
 // fixed per pixel, the scalar s follows S's recurrence: s_{i-1} = alpha_i c_i.g + (1 - alpha_i) s_i.
 // T_i = T_{i+1} / (1 - alpha_i) is recovered from the stored final transmittance.
 //
-// Same layout as the forward pass (tiles over OpenMP threads, SIMD over a tile's pixels). Each
+// Same layout as the forward pass (tiles over OpenMP threads, Gaussians gathered in batches, SIMD over
+// the lane groups of a tile a Gaussian reaches; see rasterize_fwd_cpu.cpp and tile_block.h). Each
 // Gaussian's gradient is summed over the tile's pixels first, giving one row of O(D) values per pair
 // of a Gaussian and a tile (= per intersection). Two ways to add the rows of one Gaussian:
 // - deterministic (the default): rows go to per-intersection slots, then each Gaussian adds its rows in
@@ -33,6 +34,8 @@ namespace cpu {
 namespace {
 // Gradients per (Gaussian, tile) before the colours: dL/dmean2d (x, y), dL/dconic (a, b, c), dL/dopacity.
 constexpr int64_t kGeometryGrads = 6;
+// Channels per register block of the colour-gradient sums.
+constexpr int64_t kChannelBlock = 8;
 // Deterministic mode: intersection rows buffered per chunk of tiles (values, ~32 MB of floats), so the
 // buffer stays bounded however many intersections a frame has.
 constexpr int64_t kChunkValues = int64_t(1) << 23;
@@ -54,7 +57,8 @@ template <typename scalar_t>
 struct BackwardInputs {
     const RasterDims& dims;
     const BlendParams<scalar_t>& params;
-    const scalar_t *means2d, *conics, *colors, *opacities, *backgrounds;
+    const PackedSplats<scalar_t>& splats;  // means2d, conics, opacities (and blend extents) per Gaussian
+    const scalar_t *colors, *backgrounds;
     const int32_t *isect_offsets, *flatten_ids;
     const scalar_t* transmittance;
     const int32_t* last_ids;
@@ -70,20 +74,26 @@ struct BackwardInputs {
 template <typename scalar_t>
 struct BackwardScratch {
     TileBlock<scalar_t> block;
+    SplatBatch<scalar_t> batch;  // colours of the geometry channels only (for c.g)
     // Per-lane state: current T (starts at T_N), T_N, dL/dalpha_out - bg.g, s = S.g, last blended index.
     std::vector<scalar_t> T, T_final, v_alpha_bg, behind;
     std::vector<int32_t> last;
-    // Per-Gaussian scratch: alpha, exp(-sigma), raw alpha, T_i, blend weight, mask, c.g.
-    std::vector<scalar_t> alpha, falloff, raw, T_i, weight, mask, color_dot;
-    std::vector<scalar_t> grad;  // dL/drender of the tile, channel-major
+    std::vector<int32_t> group_last;  // per lane group: the largest last blended index of its lanes
+    std::vector<scalar_t> grad;       // dL/drender of the tile, channel-major, rows zero padded to kChannelBlock
+    // The current Gaussian's blend weights in each lane group it blends into, and those groups.
+    std::vector<scalar_t> weight;
+    std::vector<int32_t> touched;
     std::vector<scalar_t> sums;  // one Gaussian's gradient over the tile: kGeometryGrads, then D colours
 
-    BackwardScratch(int64_t tile_size, int64_t D) : block(tile_size) {
+    BackwardScratch(int64_t tile_size, int64_t D, int64_t G)
+        : block(tile_size), batch(std::max<int64_t>(G, 1)) {
         const int64_t P = block.pixels;
-        for (auto* v : {&T, &T_final, &v_alpha_bg, &behind, &alpha, &falloff, &raw, &T_i, &weight, &mask, &color_dot})
-            v->resize(P);
+        for (auto* v : {&T, &T_final, &v_alpha_bg, &behind}) v->resize(P);
         last.resize(P);
-        grad.resize(D * P);
+        group_last.resize(block.groups);
+        grad.assign((D + kChannelBlock - 1) / kChannelBlock * kChannelBlock * P, scalar_t(0));
+        weight.resize(block.groups * kLanes);
+        touched.resize(block.groups);
         sums.resize(kGeometryGrads + D);
     }
 };
@@ -91,20 +101,23 @@ struct BackwardScratch {
 // The backward of tile t: calls emit(k, g, sums) for each intersection k (flattened Gaussian g) of the
 // tile that blends into one of its pixels, sums = [dL/dmean x, y, dL/dconic a, b, c, dL/dopacity,
 // dL/dcolour (D)] summed over the tile's pixels. Intersections that blend nowhere are not emitted.
+// Gaussians are gathered in batches (tile_block.h) and visit only the lane groups their ellipse reaches
+// and that hold a pixel which blended them (last blended index >= k).
 template <typename scalar_t, typename Emit>
 void backward_tile(int64_t t, const BackwardInputs<scalar_t>& in, BackwardScratch<scalar_t>& s, Emit&& emit) {
     const RasterDims& dims = in.dims;
     const BlendParams<scalar_t>& params = in.params;
     const int64_t D = dims.channels, G = dims.geometry_channels;
     TileBlock<scalar_t>& block = s.block;
-    const int64_t P = block.pixels;
+    SplatBatch<scalar_t>& batch = s.batch;
+    const int64_t P = block.pixels, Q = block.groups;
     block.select(t, dims, in.isect_offsets);
     if (block.isect_end <= block.isect_begin) return;
     scalar_t *T = s.T.data(), *T_final = s.T_final.data(), *v_alpha_bg = s.v_alpha_bg.data(), *behind = s.behind.data();
     int32_t* last = s.last.data();
-    scalar_t *alpha = s.alpha.data(), *falloff = s.falloff.data(), *raw = s.raw.data(), *T_i = s.T_i.data();
-    scalar_t *weight = s.weight.data(), *mask = s.mask.data(), *color_dot = s.color_dot.data();
     scalar_t* grad = s.grad.data();
+    scalar_t* weight = s.weight.data();
+    int32_t* touched = s.touched.data();
     scalar_t* sums = s.sums.data();
     scalar_t* v_col = sums + kGeometryGrads;
     const scalar_t* bg = in.backgrounds ? in.backgrounds + block.camera * D : nullptr;
@@ -127,76 +140,97 @@ void backward_tile(int64_t t, const BackwardInputs<scalar_t>& in, BackwardScratc
         last[p] = in.last_ids[pix];
         last_max = std::max(last_max, last[p]);
     }
+    for (int64_t q = 0; q < Q; ++q) s.group_last[q] = *std::max_element(last + q * kLanes, last + (q + 1) * kLanes);
     std::fill(behind, behind + P, scalar_t(0));
     const scalar_t* cx = block.centre_x.data();
     const scalar_t* cy = block.centre_y.data();
 
-    for (int64_t k = std::min<int64_t>(last_max, block.isect_end - 1); k >= block.isect_begin; --k) {
-        const int64_t g = in.flatten_ids[k];
-        const scalar_t mx = in.means2d[2 * g], my = in.means2d[2 * g + 1];
-        const scalar_t a = in.conics[3 * g], b = in.conics[3 * g + 1], c = in.conics[3 * g + 2];
-        const scalar_t o = in.opacities[g];
-        const scalar_t* col = in.colors + g * D;
-        const int32_t k32 = int32_t(k);
-        // The rows the forward pass could blend this Gaussian into (see rasterize_fwd_cpu.cpp).
-        const auto [p_begin, p_end] =
-            block.row_lanes(double(my), double(blend_half_height(a, b, c, o, params)), dims.tile_size);
-        scalar_t any = 0;
-#pragma omp simd reduction(+ : any)
-        for (int64_t p = p_begin; p < p_end; ++p) {
-            const scalar_t dx = cx[p] - mx, dy = cy[p] - my;
-            const scalar_t sigma = gaussian_sigma(dx, dy, a, b, c);
-            const scalar_t f = gaussian_falloff(sigma);
-            const scalar_t r = o * f;
-            const scalar_t al = std::min(params.alpha_max, r);
-            const bool valid = (k32 <= last[p]) & alpha_blends(sigma, al, params);
-            const scalar_t Ti = T[p] / (scalar_t(1) - al);
-            mask[p] = valid ? scalar_t(1) : scalar_t(0);
-            alpha[p] = valid ? al : scalar_t(0);
-            falloff[p] = f;
-            raw[p] = r;
-            T_i[p] = valid ? Ti : T[p];
-            weight[p] = valid ? al * Ti : scalar_t(0);
-            color_dot[p] = 0;
-            any += mask[p];
-        }
-        if (any == 0) continue;
-
-        // dL/dc: reduce over the tile's pixels, one channel at a time.
-        for (int64_t d = 0; d < D; ++d) {
-            const scalar_t* gd = grad + d * P;
-            scalar_t acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t p = p_begin; p < p_end; ++p) acc += weight[p] * gd[p];
-            v_col[d] = acc;
-        }
-        // c.g over the geometry channels.
-        for (int64_t d = 0; d < G; ++d) {
-            const scalar_t cd = col[d];
-            const scalar_t* gd = grad + d * P;
+    // Batches [k0, k0 + n) from the last intersection any pixel blended down to the tile's first.
+    const auto prefetch = [&](int64_t k_begin, int64_t k_end) {
+        prefetch_splats(std::max(block.isect_begin, k_begin), k_end, in.flatten_ids, in.splats, in.colors, D, G);
+    };
+    const int64_t k_last = std::min<int64_t>(last_max, block.isect_end - 1) + 1;
+    prefetch(k_last - kPrefetchBatches * kBatch, k_last);
+    for (int64_t k_end = k_last; k_end > block.isect_begin;) {
+        const int64_t n = std::min(kBatch, k_end - block.isect_begin), k0 = k_end - n;
+        prefetch(k_end - (kPrefetchBatches + 1) * kBatch, k_end - kPrefetchBatches * kBatch);
+        batch.gather(k0, n, in.flatten_ids, in.splats, in.colors, D, G, block);
+        k_end = k0;
+        for (int64_t j = n - 1; j >= 0; --j) {
+            const GroupRect& rect = batch.rect[j];
+            const int32_t k32 = int32_t(k0 + j);
+            const scalar_t mx = batch.mx[j], my = batch.my[j];
+            const scalar_t a = batch.a[j], b = batch.b[j], c = batch.c[j], o = batch.o[j];
+            const scalar_t* col = batch.colors.data() + j * batch.row;
+            scalar_t geo[kGeometryGrads][kLanes] = {};  // lane partial sums of the geometry gradients
+            int64_t n_touched = 0;
+            for (int64_t r = rect.row_begin; r < rect.row_end; ++r) {
+                for (int64_t h = rect.group_begin; h < rect.group_end; ++h) {
+                    const int64_t q = r * block.groups_per_row + h;
+                    if (s.group_last[q] < k32) continue;  // no pixel of the group blended this Gaussian
+                    const int64_t p0 = q * kLanes;
+                    scalar_t color_dot[kLanes] = {};  // c.g over the geometry channels
+                    for (int64_t d = 0; d < G; ++d) {
+                        const scalar_t cd = col[d];
+                        const scalar_t* gd = grad + d * P + p0;
 #pragma omp simd
-            for (int64_t p = p_begin; p < p_end; ++p) color_dot[p] += cd * gd[p];
+                        for (int64_t l = 0; l < kLanes; ++l) color_dot[l] += cd * gd[l];
+                    }
+                    scalar_t* w = weight + n_touched * kLanes;
+                    scalar_t any = 0;
+#pragma omp simd reduction(+ : any)
+                    for (int64_t l = 0; l < kLanes; ++l) {
+                        const int64_t p = p0 + l;
+                        const scalar_t dx = cx[p] - mx, dy = cy[p] - my;
+                        const scalar_t sigma = gaussian_sigma(dx, dy, a, b, c);
+                        const scalar_t f = gaussian_falloff(sigma);
+                        const scalar_t raw = o * f;
+                        const scalar_t al = std::min(params.alpha_max, raw);
+                        const bool valid = (k32 <= last[p]) & alpha_blends(sigma, al, params);
+                        const scalar_t alpha = valid ? al : scalar_t(0);
+                        const scalar_t one_minus = scalar_t(1) - alpha;
+                        const scalar_t Ti = T[p] / one_minus;
+                        const scalar_t va = valid ? Ti * (color_dot[l] - behind[p]) + T_final[p] / one_minus * v_alpha_bg[p]
+                                                  : scalar_t(0);
+                        scalar_t v_mx, v_my, v_a, v_b, v_c, v_o;
+                        alpha_backward(dx, dy, a, b, c, f, raw, va, params, v_mx, v_my, v_a, v_b, v_c, v_o);
+                        geo[0][l] += v_mx;
+                        geo[1][l] += v_my;
+                        geo[2][l] += v_a;
+                        geo[3][l] += v_b;
+                        geo[4][l] += v_c;
+                        geo[5][l] += v_o;
+                        w[l] = alpha * Ti;
+                        behind[p] += alpha * (color_dot[l] - behind[p]);
+                        T[p] = Ti;
+                        any += valid ? scalar_t(1) : scalar_t(0);
+                    }
+                    if (any > 0) touched[n_touched++] = int32_t(q);
+                }
+            }
+            if (n_touched == 0) continue;
+
+            // dL/dc: the weighted sum of dL/drender over the groups blended, kChannelBlock channels at a time.
+            for (int64_t d0 = 0; d0 < D; d0 += kChannelBlock) {
+                Lanes<scalar_t> acc[kChannelBlock] = {};
+                for (int64_t i = 0; i < n_touched; ++i) {
+                    const Lanes<scalar_t> wi = load_lanes(weight + i * kLanes);
+                    const scalar_t* gd = grad + d0 * P + touched[i] * kLanes;
+                    for (int64_t q = 0; q < kChannelBlock; ++q) acc[q] += wi * load_lanes(gd + q * P);
+                }
+                for (int64_t q = 0; q < kChannelBlock && d0 + q < D; ++q) {
+                    scalar_t total = 0;
+                    for (int64_t l = 0; l < kLanes; ++l) total += acc[q][l];
+                    v_col[d0 + q] = total;
+                }
+            }
+            for (int64_t i = 0; i < kGeometryGrads; ++i) {
+                scalar_t total = 0;
+                for (int64_t l = 0; l < kLanes; ++l) total += geo[i][l];
+                sums[i] = total;
+            }
+            emit(k32, int64_t(batch.id[j]), static_cast<const scalar_t*>(sums));
         }
-        scalar_t s_mx = 0, s_my = 0, s_a = 0, s_b = 0, s_c = 0, s_o = 0;
-#pragma omp simd reduction(+ : s_mx, s_my, s_a, s_b, s_c, s_o)
-        for (int64_t p = p_begin; p < p_end; ++p) {
-            const scalar_t dx = cx[p] - mx, dy = cy[p] - my;
-            const scalar_t one_minus = scalar_t(1) - alpha[p];
-            const scalar_t va =
-                mask[p] * (T_i[p] * (color_dot[p] - behind[p]) + T_final[p] / one_minus * v_alpha_bg[p]);
-            scalar_t v_mx, v_my, v_a, v_b, v_c, v_o;
-            alpha_backward(dx, dy, a, b, c, falloff[p], raw[p], va, params, v_mx, v_my, v_a, v_b, v_c, v_o);
-            s_mx += v_mx;
-            s_my += v_my;
-            s_a += v_a;
-            s_b += v_b;
-            s_c += v_c;
-            s_o += v_o;
-            behind[p] += alpha[p] * (color_dot[p] - behind[p]);
-            T[p] = T_i[p];
-        }
-        sums[0] = s_mx, sums[1] = s_my, sums[2] = s_a, sums[3] = s_b, sums[4] = s_c, sums[5] = s_o;
-        emit(k, g, static_cast<const scalar_t*>(sums));
     }
 }
 
@@ -240,13 +274,14 @@ void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& par
                         const scalar_t* transmittance, const int32_t* last_ids, const scalar_t* v_render,
                         const scalar_t* v_alpha, scalar_t* v_means2d, scalar_t* v_conics, scalar_t* v_colors,
                         scalar_t* v_opacities, bool deterministic) {
-    const BackwardInputs<scalar_t> in{dims, params, means2d, conics, colors, opacities, backgrounds,
-                                      isect_offsets, flatten_ids, transmittance, last_ids, v_render, v_alpha};
+    const PackedSplats<scalar_t> splats(dims.cameras * dims.gaussians, means2d, conics, opacities, params);
+    const BackwardInputs<scalar_t> in{dims,        params,        splats,   colors,   backgrounds, isect_offsets,
+                                      flatten_ids, transmittance, last_ids, v_render, v_alpha};
     const int64_t D = dims.channels, num_tiles = in.tiles();
     if (!deterministic) {
 #pragma omp parallel if (worth_parallel(dims))
         {
-            BackwardScratch<scalar_t> scratch(dims.tile_size, D);
+            BackwardScratch<scalar_t> scratch(dims.tile_size, D, dims.geometry_channels);
             const bool shared = omp_get_num_threads() > 1;
             const auto add = [shared](scalar_t* target, scalar_t value) { add_gradient(target, value, shared); };
 #pragma omp for schedule(dynamic, 1)
@@ -268,7 +303,7 @@ void rasterize_backward(const RasterDims& dims, const BlendParams<scalar_t>& par
     const auto add = [](scalar_t* target, scalar_t value) { *target += value; };
 #pragma omp parallel if (worth_parallel(dims))
     {
-        BackwardScratch<scalar_t> scratch(dims.tile_size, D);
+        BackwardScratch<scalar_t> scratch(dims.tile_size, D, dims.geometry_channels);
         const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
         // Each thread adds the rows of its own range of Gaussians (no two threads write one gradient).
         const int64_t own_begin = flat_gaussians * me / threads, own_end = flat_gaussians * (me + 1) / threads;

@@ -5,15 +5,16 @@
 //   stop before i if T (1 - alpha_i) <= transmittance_min;  out += alpha_i T c_i;  T *= 1 - alpha_i
 //   render = out + T background.
 //
-// Layout: OpenMP threads take whole tiles; inside a tile the Gaussian loop is outermost and the alpha
-// loop runs over the tile's pixels (one SIMD lane each). The weights w_i = alpha_i T_i of a batch of
-// kBatch Gaussians are kept as rows of a [kBatch][pixels] matrix, and the colours are then added as
-// one small matrix product accum[D][pixels] += C_batch^T W with a register-blocked micro-kernel
-// (kChannelBlock channels x kLaneBlock lanes held in registers across the batch). So exp, alpha and
-// the colour multiply-adds all vectorise for any D chosen at run time, and the cost per
-// Gaussian-pixel pair is linear in D. A Gaussian only visits the
-// tile rows its alpha >= alpha_min ellipse reaches (blend_half_height), which is exact: the rows left
-// out would all be skipped by the alpha test.
+// Layout: OpenMP threads take whole tiles. A tile's intersections are taken in batches of kBatch:
+// their Gaussians are gathered into contiguous arrays (SplatBatch, from one packed record per Gaussian,
+// the next batch prefetched), since read in depth order they are scattered over memory. Then, Gaussian by
+// Gaussian, the alpha loop runs over the lane groups (kLanes pixels of one row, one SIMD register;
+// tile_block.h) that its alpha >= alpha_min ellipse reaches and that still hold a pixel with T above
+// the cut-off, and stores each group's weights w_i = alpha_i T_i in that group's list. Last, each lane
+// group adds its list's colours, accum[d][lanes] += sum_j c_j[d] w_j[lanes], with kChannelBlock
+// channels x kLanes lanes of accumulators held in registers across the list. So exp, alpha and the
+// colour multiply-adds all vectorise for any run-time D, and the work per Gaussian follows the groups
+// it covers: a splat of a few pixels costs a few groups, not the whole tile.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -26,31 +27,23 @@ namespace distill3d {
 namespace cpu {
 
 namespace {
-constexpr int64_t kBatch = 32;         // Gaussians whose weights are buffered before the colour product
-constexpr int64_t kChannelBlock = 8;   // channels per register block of the micro-kernel
+constexpr int64_t kChannelBlock = 8;  // channels of one register block of the colour accumulation
 
-// accum[d][p] += sum_j colors[j][d] weights[j][p] for lanes [lane_begin, lane_end) (multiples of
-// kLaneBlock), j < n, d < D; `colors` rows are padded with zeros to a multiple of kChannelBlock.
+// accum[d][group lanes] += sum_e colors[j_e][d] weights[e][lanes] over the group's `count` list entries;
+// colour rows hold `row` values, a multiple of kChannelBlock (zero padded), as does accum.
 template <typename scalar_t>
-void add_batch_colors(int64_t n, int64_t D, int64_t D_padded, int64_t P, const scalar_t* weights,
-                      const scalar_t* colors, int64_t lane_begin, int64_t lane_end, scalar_t* accum) {
-    for (int64_t p0 = lane_begin; p0 < lane_end; p0 += kLaneBlock) {
-        for (int64_t d0 = 0; d0 < D; d0 += kChannelBlock) {
-            const int64_t nd = std::min(kChannelBlock, D - d0);
-            scalar_t acc[kChannelBlock][kLaneBlock] = {};
-            for (int64_t j = 0; j < n; ++j) {
-                const scalar_t* w = weights + j * P + p0;
-                const scalar_t* c = colors + j * D_padded + d0;
-                for (int64_t q = 0; q < kChannelBlock; ++q) {
-#pragma omp simd
-                    for (int64_t l = 0; l < kLaneBlock; ++l) acc[q][l] += w[l] * c[q];
-                }
-            }
-            for (int64_t q = 0; q < nd; ++q) {
-                scalar_t* out = accum + (d0 + q) * P + p0;
-#pragma omp simd
-                for (int64_t l = 0; l < kLaneBlock; ++l) out[l] += acc[q][l];
-            }
+void add_group_colors(int64_t count, const int32_t* list_j, const scalar_t* list_w, const scalar_t* colors,
+                      int64_t row, int64_t P, scalar_t* accum) {
+    for (int64_t d0 = 0; d0 < row; d0 += kChannelBlock) {
+        Lanes<scalar_t> acc[kChannelBlock] = {};
+        for (int64_t e = 0; e < count; ++e) {
+            const Lanes<scalar_t> w = load_lanes(list_w + e * kLanes);
+            const scalar_t* c = colors + list_j[e] * row + d0;
+            for (int64_t q = 0; q < kChannelBlock; ++q) acc[q] += w * c[q];
+        }
+        for (int64_t q = 0; q < kChannelBlock; ++q) {
+            scalar_t* out = accum + (d0 + q) * P;
+            store_lanes(out, load_lanes(out) + acc[q]);
         }
     }
 }
@@ -62,15 +55,19 @@ void rasterize_forward(const RasterDims& dims, const BlendParams<scalar_t>& para
                        const scalar_t* backgrounds, const int32_t* isect_offsets, const int32_t* flatten_ids,
                        scalar_t* render, scalar_t* transmittance, int32_t* last_ids) {
     const int64_t D = dims.channels;
+    const int64_t row = (D + kChannelBlock - 1) / kChannelBlock * kChannelBlock;
     const int64_t num_tiles = dims.cameras * dims.tile_height * dims.tile_width;
+    const PackedSplats<scalar_t> splats(dims.cameras * dims.gaussians, means2d, conics, opacities, params);
 #pragma omp parallel if (worth_parallel(dims))
     {
         TileBlock<scalar_t> block(dims.tile_size);
-        const int64_t P = block.pixels;
-        const int64_t D_padded = (D + kChannelBlock - 1) / kChannelBlock * kChannelBlock;
-        std::vector<scalar_t> T(P), active(P), accum(D * P);
-        std::vector<scalar_t> batch_weights(kBatch * P, scalar_t(0)), batch_colors(kBatch * D_padded, scalar_t(0));
-        std::vector<int32_t> last(P);
+        const int64_t P = block.pixels, Q = block.groups;
+        SplatBatch<scalar_t> batch(row);
+        std::vector<scalar_t> T(P), active(P), accum(row * P);
+        std::vector<int32_t> last(P), alive(Q);  // alive: lanes of each group still compositing
+        // Per lane group, the batch Gaussians that blend into it and their weights.
+        std::vector<int32_t> list_count(Q), list_j(Q * kBatch);
+        std::vector<scalar_t> list_w(Q * kBatch * kLanes);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < num_tiles; ++t) {
             block.select(t, dims, isect_offsets);
@@ -83,58 +80,62 @@ void rasterize_forward(const RasterDims& dims, const BlendParams<scalar_t>& para
             std::copy(block.inside.begin(), block.inside.end(), active.begin());
             std::fill(last.begin(), last.end(), int32_t(-1));
             std::fill(accum.begin(), accum.end(), scalar_t(0));
-            int64_t n_active = 0;
-            for (int64_t p = 0; p < P; ++p) n_active += act[p] > 0;
-            int64_t n_batch = 0, batch_lo = P, batch_hi = 0;  // buffered Gaussians and their lane span
-            const auto flush = [&] {
-                if (n_batch == 0) return;
-                const int64_t lo = batch_lo / kLaneBlock * kLaneBlock;
-                const int64_t hi = (batch_hi + kLaneBlock - 1) / kLaneBlock * kLaneBlock;
-                add_batch_colors(n_batch, D, D_padded, P, batch_weights.data(), batch_colors.data(), lo, hi,
-                                 accum.data());
-                // Weight rows are zero outside the lanes each Gaussian wrote: clear the span used.
-                for (int64_t j = 0; j < n_batch; ++j) std::fill_n(batch_weights.data() + j * P + lo, hi - lo, scalar_t(0));
-                n_batch = 0, batch_lo = P, batch_hi = 0;
-            };
-
-            for (int64_t k = block.isect_begin; k < block.isect_end && n_active > 0; ++k) {
-                const int64_t g = flatten_ids[k];
-                const scalar_t mx = means2d[2 * g], my = means2d[2 * g + 1];
-                const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
-                const scalar_t o = opacities[g];
-                const int32_t k32 = int32_t(k);
-                // Only the tile rows the Gaussian can reach: the others have alpha < alpha_min.
-                const auto [p_begin, p_end] =
-                    block.row_lanes(double(my), double(blend_half_height(a, b, c, o, params)), dims.tile_size);
-                scalar_t* w = batch_weights.data() + n_batch * P;
-                scalar_t any_blend = 0, stops = 0;
-#pragma omp simd reduction(+ : any_blend, stops)
-                for (int64_t p = p_begin; p < p_end; ++p) {
-                    const scalar_t dx = cx[p] - mx, dy = cy[p] - my;
-                    const scalar_t sigma = gaussian_sigma(dx, dy, a, b, c);
-                    const scalar_t alpha = std::min(params.alpha_max, o * gaussian_falloff(sigma));
-                    const bool valid = (act[p] > 0) & alpha_blends(sigma, alpha, params);
-                    const scalar_t next_T = Tp[p] * (scalar_t(1) - alpha);
-                    const bool stop = valid & (next_T <= params.transmittance_min);
-                    const bool blend = valid & !stop;
-                    w[p] = blend ? alpha * Tp[p] : scalar_t(0);
-                    Tp[p] = blend ? next_T : Tp[p];
-                    act[p] = stop ? scalar_t(0) : act[p];
-                    lst[p] = blend ? k32 : lst[p];
-                    any_blend += blend ? scalar_t(1) : scalar_t(0);
-                    stops += stop ? scalar_t(1) : scalar_t(0);
-                }
-                n_active -= int64_t(stops);
-                if (any_blend == 0) {
-                    std::fill(w + p_begin, w + p_end, scalar_t(0));
-                    continue;
-                }
-                std::copy_n(colors + g * D, D, batch_colors.data() + n_batch * D_padded);
-                batch_lo = std::min(batch_lo, p_begin);
-                batch_hi = std::max(batch_hi, p_end);
-                if (++n_batch == kBatch) flush();
+            int64_t n_alive = 0;
+            for (int64_t q = 0; q < Q; ++q) {
+                alive[q] = 0;
+                for (int64_t l = 0; l < kLanes; ++l) alive[q] += act[q * kLanes + l] > 0;
+                n_alive += alive[q];
             }
-            flush();
+            const auto prefetch = [&](int64_t k_begin, int64_t k_end) {
+                prefetch_splats(k_begin, std::min(block.isect_end, k_end), flatten_ids, splats, colors, D, D);
+            };
+            prefetch(block.isect_begin, block.isect_begin + kPrefetchBatches * kBatch);
+            for (int64_t k0 = block.isect_begin; k0 < block.isect_end && n_alive > 0; k0 += kBatch) {
+                const int64_t n = std::min(kBatch, block.isect_end - k0);
+                prefetch(k0 + kPrefetchBatches * kBatch, k0 + (kPrefetchBatches + 1) * kBatch);
+                batch.gather(k0, n, flatten_ids, splats, colors, D, D, block);
+                std::fill(list_count.begin(), list_count.end(), 0);
+                for (int64_t j = 0; j < n && n_alive > 0; ++j) {
+                    const GroupRect& rect = batch.rect[j];
+                    const scalar_t mx = batch.mx[j], my = batch.my[j];
+                    const scalar_t a = batch.a[j], b = batch.b[j], c = batch.c[j], o = batch.o[j];
+                    const int32_t k32 = int32_t(k0 + j);
+                    for (int64_t r = rect.row_begin; r < rect.row_end; ++r) {
+                        for (int64_t h = rect.group_begin; h < rect.group_end; ++h) {
+                            const int64_t q = r * block.groups_per_row + h;
+                            if (alive[q] == 0) continue;  // every pixel of the group has stopped
+                            const int64_t p0 = q * kLanes;
+                            scalar_t* w = list_w.data() + (q * kBatch + list_count[q]) * kLanes;
+                            scalar_t any_blend = 0, stops = 0;
+#pragma omp simd reduction(+ : any_blend, stops)
+                            for (int64_t l = 0; l < kLanes; ++l) {
+                                const int64_t p = p0 + l;
+                                const scalar_t dx = cx[p] - mx, dy = cy[p] - my;
+                                const scalar_t sigma = gaussian_sigma(dx, dy, a, b, c);
+                                const scalar_t alpha = std::min(params.alpha_max, o * gaussian_falloff(sigma));
+                                const bool valid = (act[p] > 0) & alpha_blends(sigma, alpha, params);
+                                const scalar_t next_T = Tp[p] * (scalar_t(1) - alpha);
+                                const bool stop = valid & (next_T <= params.transmittance_min);
+                                const bool blend = valid & !stop;
+                                w[l] = blend ? alpha * Tp[p] : scalar_t(0);
+                                Tp[p] = blend ? next_T : Tp[p];
+                                act[p] = stop ? scalar_t(0) : act[p];
+                                lst[p] = blend ? k32 : lst[p];
+                                any_blend += blend ? scalar_t(1) : scalar_t(0);
+                                stops += stop ? scalar_t(1) : scalar_t(0);
+                            }
+                            alive[q] -= int32_t(stops);
+                            n_alive -= int64_t(stops);
+                            if (any_blend > 0) list_j[q * kBatch + list_count[q]++] = int32_t(j);
+                        }
+                    }
+                }
+                for (int64_t q = 0; q < Q; ++q)
+                    if (list_count[q] > 0)
+                        add_group_colors(list_count[q], list_j.data() + q * kBatch,
+                                         list_w.data() + q * kBatch * kLanes, batch.colors.data(), row, P,
+                                         accum.data() + q * kLanes);
+            }
 
             const scalar_t* bg = backgrounds ? backgrounds + block.camera * D : nullptr;
             for (int64_t p = 0; p < P; ++p) {

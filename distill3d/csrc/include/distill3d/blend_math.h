@@ -41,18 +41,26 @@ D3_HD bool alpha_blends(scalar_t sigma, scalar_t alpha, const BlendParams<scalar
     return (sigma >= scalar_t(0)) & (alpha >= p.alpha_min);
 }
 
-// Vertical half-extent of the pixels a Gaussian can blend into: alpha >= alpha_min needs
-// sigma <= s = ln(opacity / alpha_min), the ellipse d^T Q d <= 2 s of the conic Q, whose y extent is
-// sqrt(2 s Sigma_yy) with Sigma = Q^-1, Sigma_yy = a / (a c - b^2). Negative: it blends nowhere;
+// Half-extents (x, y) of the pixels a Gaussian can blend into: alpha >= alpha_min needs
+// sigma <= s = ln(opacity / alpha_min), the ellipse d^T Q d <= 2 s of the conic Q, whose extents are
+// sqrt(2 s Sigma_xx) and sqrt(2 s Sigma_yy) with Sigma = Q^-1: Sigma_xx = c / (a c - b^2),
+// Sigma_yy = a / (a c - b^2). Evaluated in double, where the products of the float conic are exact and
+// the determinant loses nothing but for conics within 1e-16 of degenerate. Negative: it blends nowhere;
 // a degenerate conic gives kUnboundedExtent (finite, as fast-math code must not meet infinities).
 constexpr double kUnboundedExtent = 1e30;
 
 template <typename scalar_t>
-D3_HD scalar_t blend_half_height(scalar_t a, scalar_t b, scalar_t c, scalar_t opacity, const BlendParams<scalar_t>& p) {
-    if (!(opacity >= p.alpha_min)) return scalar_t(-1);
-    const scalar_t det = a * c - b * b;
-    if (!(det > scalar_t(0)) || !(a > scalar_t(0))) return scalar_t(kUnboundedExtent);
-    return std::sqrt(scalar_t(2) * std::log(opacity / p.alpha_min) * a / det);
+D3_HD void blend_half_extents(scalar_t a, scalar_t b, scalar_t c, scalar_t opacity, const BlendParams<scalar_t>& p,
+                              double& half_x, double& half_y) {
+    half_x = half_y = -1;
+    if (!(opacity >= p.alpha_min)) return;
+    const double ad = double(a), bd = double(b), cd = double(c);
+    const double det = ad * cd - bd * bd;
+    half_x = half_y = kUnboundedExtent;
+    if (!(det > 0) || !(ad > 0) || !(cd > 0)) return;
+    const double two_s = 2 * std::log(double(opacity) / double(p.alpha_min));
+    half_x = std::sqrt(two_s * cd / det);
+    half_y = std::sqrt(two_s * ad / det);
 }
 
 // Gradients of one (Gaussian, pixel) pair given dL/dalpha. Writes dL/dsigma-derived terms into the
