@@ -18,6 +18,7 @@ albedo / materials swapped in, and how each model treats cast shadows. Writes ``
     python benchmarks/prd.py --quick --progress-sweep 0.1 0.9   # + PRD runs from other initial progress
     python benchmarks/prd.py --set model.init.albedo=0.5 --out /tmp/prd_grey.json   # (a) and (b) with other settings
     python benchmarks/prd.py --size medium --scenes interreflect --visibility both --seeds 0 1 2
+    python benchmarks/prd.py --size quick --scenes default glossy --visibility both --methods prd   # (a) only
 
 ``--visibility on`` shades (a) and (b) with the baked visibility of ``distill3d.inverse.visibility``
 (``both``: with and without, as ``prd`` / ``alpha_one`` and ``prd_visibility`` / ``alpha_one_visibility``).
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -96,7 +98,7 @@ def benchmark_config(size: dict, progress: str, progress_init: float | None = No
 
 def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progress_bars: bool,
               progress_sweep: tuple[float, ...] = (), settings: dict[str, object] | None = None,
-              visibility: str = "off", seed: int = 0) -> dict:
+              visibility: str = "off", seed: int = 0, methods: tuple[str, ...] = ("prd", "alpha_one")) -> dict:
     settings = settings or {}
     train, test = load_splits(scene_dir, size["downsample"])
     direct = load_direct_renders(scene_dir, "test", size["downsample"])
@@ -104,7 +106,8 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
     runs = []
     for shaded in {"off": (False,), "on": (True,), "both": (False, True)}[visibility]:
         suffix = "_visibility" if shaded else ""
-        runs += [(f"prd{suffix}", "learned", None, shaded), (f"alpha_one{suffix}", "one", None, shaded)]
+        runs += [(f"{method}{suffix}", progress, None, shaded)
+                 for method, progress in (("prd", "learned"), ("alpha_one", "one")) if method in methods]
     runs += [(f"prd_progress_init_{p:g}", "learned", p, visibility == "on") for p in progress_sweep]
     run_dir = workdir / scene_dir.name / (f"seed_{seed}" if seed else "") / (settings_tag(settings) if settings else "")
     # Every run starts from the same pre-training: the default runs' one, unless the settings change it.
@@ -180,14 +183,15 @@ def print_table(scene: str, r: dict) -> None:
         if row:
             print(f"{label:<34}" + "".join(f"{row[c]:>27.3f}" if c in row else f"{'-':>27}" for c in oracle_cols))
     fallback_cols = ("unmodelled_fraction_mean", "correlation_1_minus_progress_vs_unmodelled", "progress_dominated",
-                     "progress_rest", "albedo_abs_error_dominated", "albedo_abs_error_rest")
+                     "progress_rest", "albedo_abs_error_dominated", "albedo_abs_error_rest", "physical_abs_error_dominated",
+                     "physical_abs_error_rest", "radiance_abs_error_dominated", "radiance_abs_error_rest")
     if any("fallback" in r[k] for k in names if isinstance(r[k], dict)):
         print("unmodelled light (full - direct renders; distill3d.inverse.unmodelled.fallback_report)")
         print(f"{'method':<34}" + "".join(f"{c:>45}" for c in fallback_cols))
         for key, label in names.items():
             row = r[key].get("fallback", {})
             if row:
-                print(f"{label:<34}" + "".join(f"{row[c]:>45.3f}" for c in fallback_cols))
+                print(f"{label:<34}" + "".join(f"{row[c]:>45.3f}" if c in row else f"{'-':>45}" for c in fallback_cols))
 
 
 def seed_summary(per_seed: dict[int, dict]) -> dict:
@@ -212,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visibility", choices=("off", "on", "both"), default="off",
                         help="shade (a) and (b) with baked visibility: off, on, or both variants")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the pre-training and stages")
+    parser.add_argument("--methods", nargs="+", choices=("prd", "alpha_one"), default=["prd", "alpha_one"],
+                        help="physical-model runs: (a) prd and / or (b) alpha_one ((c) plain 3DGS always comes along)")
     parser.add_argument("--scenes", nargs="+", default=["default"], help="bundled scene names (distill3d/scenes/NAME) or paths")
     parser.add_argument("--workdir", default=str(pathlib.Path.home() / ".cache" / "distillkit" / "bench_prd"),
                         help="run folders (checkpoints: an interrupted benchmark resumes)")
@@ -241,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES[mode]
     workdir = pathlib.Path(args.workdir) / mode
     report = {"mode": mode, "size": size, "settings": settings, "visibility": args.visibility, "seeds": args.seeds,
+              "methods": args.methods, "load_average_at_start": os.getloadavg(),
               "colour": "relit_psnr_aligned and albedo_psnr are per-channel-scale aligned; oracles hold the "
                         "white-balance and grey-world calibrations", "scenes": {}}
     out = pathlib.Path(args.out)
@@ -256,10 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = {}
         for seed in args.seeds:
             per_seed[seed] = run_scene(scene_dir, size, workdir, not args.no_progress, tuple(args.progress_sweep),
-                                       settings, args.visibility, seed)
+                                       settings, args.visibility, seed, tuple(args.methods))
             print_table(f"{name}, seed {seed}", per_seed[seed])
             report["scenes"][name] = {**per_seed[args.seeds[0]], "seeds": {str(k): v for k, v in per_seed.items()},
                                       "seed_summary": seed_summary(per_seed)}
+            report["load_average"] = os.getloadavg()  # 1 / 5 / 15 min: times measured on a shared machine
             write_json_atomic(out, report)  # after every seed: an interrupted benchmark keeps what it measured
     write_json_atomic(out, report)
     print(f"\nwrote {out}")

@@ -165,7 +165,8 @@ class PRDModel(nn.Module):
         g, cfg = self.gaussians, self.config.visibility
         self.visibility = bake_visibility(g.means.detach(), g.quats.detach(), g.activated_scales.detach(),
                                           g.activated_opacities.detach(), self.visibility_directions,
-                                          cfg.ray_offset * scene_scale, cfg.grid_cells, cfg.max_pairs).half()
+                                          cfg.ray_offset * scene_scale, cfg.grid_cells, cfg.max_pairs,
+                                          offset_sigmas=cfg.ray_offset_sigmas).half()
         return self.visibility
 
     # ---- activated per-Gaussian materials ------------------------------------------------------------
@@ -197,25 +198,44 @@ class PRDModel(nn.Module):
         (normals face this camera); with visibility, also the occluded irradiance under ``light``
         (default: the learned light) and the specular visibility."""
         g = self.gaussians
-        camera_center = torch.linalg.inv(viewmat)[:3, 3]
+        if self.uses_visibility and light is None:
+            light = self.prepare_light()
+        features = self.gaussian_channels(torch.linalg.inv(viewmat)[:3, 3], light)
+        rendered, maps, coverage, meta = rasterize(
+            g.means, g.quats, g.activated_scales, g.activated_opacities, g.sh_coeffs, viewmat[None], K[None],
+            width, height, features=features, sh_degree=self.render_sh_degree(sh_degree), backgrounds=background[None],
+            feature_grad_to_geometry=self.config.material_grad_to_geometry, backend=backend)
+        return self.gbuffer_from_maps(rendered[0], maps[0], coverage[0], meta, light)
+
+    def render_sh_degree(self, sh_degree: int | None = None) -> int:
+        """The SH degree a render uses: ``sh_degree`` capped at the Gaussians' (``None``: theirs)."""
+        g = self.gaussians
+        return g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
+
+    def gaussian_channels(self, camera_center: Tensor,  # [3]
+                          light: PreparedLight | None = None) -> Tensor:
+        """The feature channels the rasterizer splats for a camera at ``camera_center``, per Gaussian
+        ``[N, F]``: albedo (3) | roughness | metallic | progress | normal facing the camera (3), and with
+        visibility the irradiance occluders remove under ``light`` (3) | specular visibility (1)."""
+        g = self.gaussians
         residual = g.params["normal_residual"] if self.config.normal_residual else None
         normals = gaussian_normals(g.means, g.quats, g.activated_scales, camera_center, residual)
         roughness = self.roughness()
         features = [self.albedo(), roughness, self.metallic(), self.progress(), normals]
         if self.uses_visibility:
-            light = light if light is not None else self.prepare_light()
             visibility = self.visibility.float()
             view_dirs = F.normalize(camera_center - g.means, dim=-1)
             features += [occluded_irradiance(visibility, normals, light.bins),
                          specular_visibility(visibility, reflect(view_dirs, normals), roughness,
                                              self.visibility_directions, self.config.visibility.specular_sharpness_max)]
-        features = torch.cat(features, dim=-1)
-        degree = g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
-        rendered, maps, coverage, meta = rasterize(
-            g.means, g.quats, g.activated_scales, g.activated_opacities, g.sh_coeffs, viewmat[None], K[None],
-            width, height, features=features, sh_degree=degree, backgrounds=background[None],
-            feature_grad_to_geometry=self.config.material_grad_to_geometry, backend=backend)
-        radiance, maps, coverage = rendered[0], maps[0], coverage[0]  # [H, W, *]
+        return torch.cat(features, dim=-1)
+
+    def gbuffer_from_maps(self, radiance: Tensor,  # [H, W, 3]
+                          maps: Tensor,  # [H, W, F] the splatted gaussian_channels
+                          coverage: Tensor,  # [H, W, 1]
+                          meta: dict, light: PreparedLight | None = None) -> GBuffer:
+        """The G-buffer of one rendered view: maps normalised by the coverage (``light``: the one the
+        occluded irradiance was splatted for)."""
         covered = coverage.clamp(min=COVERAGE_EPS)
         if self.config.progress == "one":
             progress = torch.ones_like(coverage)

@@ -9,9 +9,20 @@ maximum along the ray (3DGRT, R3DG):
            t of the Mahalanobis distance of p + t d, i.e. orthographic splatting along d)
     t*_j = d.(mu_j - p) + Sigma_{d,perp} Sigma_perp^-1 (x_p - x_mu) > 0      (the maximum lies ahead)
 
-The ray starts at ``p = mu_i + eps sign(n_i . d) n_i`` (``n_i`` the shortest axis): on the side of the
-surface that faces ``d``, so a Gaussian is not shadowed by its neighbours on the same surface. Candidate
-occluders are binned on a grid in the plane orthogonal to each direction (their 2D footprint where
+The ray starts at ``p = mu_i + eps_i sign(n_i . d) n_i`` (``n_i`` the shortest axis, ``s_i,min`` the
+Gaussian's standard deviation along it), on the side of the surface that faces ``d``, with
+
+    eps_i = eps + k s_i,min
+
+clear of the Gaussian's own extent. A trained radiance field models a surface as a layer of soft blobs
+a few ``s_min`` thick (on ``interreflect`` after 300 steps: s_min ~ 0.022, opacity ~ 0.33), so a ray
+starting a fixed eps off the centre runs inside the layer and its neighbours shadow it: with k = 0 a flat,
+unoccluded patch of table saw 0.59 of its (cosine-weighted) upper hemisphere, with k = 3 0.95; the true
+materials shaded under the training light matched the renderer's direct-only images (one bounce, true
+shadows) at 12.6 dB with k = 0, 16.2 dB without visibility and 17.9 dB with k = 3. Ignoring occluders
+within 3 s_max of the start as well lowered that to 17.7 dB (it drops real shadows), so it is not done.
+
+Candidate occluders are binned on a grid in the plane orthogonal to each direction (their 2D footprint where
 alpha >= 1/255), so each ray tests only the Gaussians over its cell.
 
 Shading (``shading.py``) uses the baked ``V`` [N, D] two ways, both per Gaussian and splatted:
@@ -45,6 +56,7 @@ class VisibilityConfig:
     enabled: bool = False  # bake V after the radiance pre-training and shade with it
     num_directions: int = 128  # D: ~18 degrees between neighbouring directions
     ray_offset: float = 0.005  # eps, times the scene scale (camera distance): start of the rays off the surface
+    ray_offset_sigmas: float = 3.0  # k: plus k times each Gaussian's own extent along its normal (module doc)
     grid_cells: int = 256  # binning grid per direction: at most this many cells along the projected scene's wider side
     max_pairs: int = 4_000_000  # ray-Gaussian tests evaluated at once (memory ~ 100 bytes each)
     specular_sharpness_max: float = 40.0  # kappa_max of the specular visibility lobe
@@ -54,6 +66,7 @@ class VisibilityConfig:
 
         check_range(self.num_directions, "model.visibility.num_directions", 4, integer=True)
         check_range(self.ray_offset, "model.visibility.ray_offset", 0)
+        check_range(self.ray_offset_sigmas, "model.visibility.ray_offset_sigmas", 0)
         check_range(self.grid_cells, "model.visibility.grid_cells", 1, integer=True)
         check_range(self.max_pairs, "model.visibility.max_pairs", 1, integer=True)
         check_range(self.specular_sharpness_max, "model.visibility.specular_sharpness_max", 0, low_open=True)
@@ -162,10 +175,13 @@ def bake_visibility(means: Tensor, quats: Tensor, scales: Tensor,  # [N, 3], [N,
                     opacities: Tensor,  # [N] activated
                     directions: Tensor,  # [D, 3]
                     offset: float,  # eps in scene units
-                    grid_cells: int = 256, max_pairs: int = 4_000_000) -> Tensor:  # [N, D]
-    """``V_ik`` of the module doc: rays from every Gaussian's centre, off its surface by ``offset``."""
+                    grid_cells: int = 256, max_pairs: int = 4_000_000,
+                    offset_sigmas: float = 0.0) -> Tensor:  # [N, D]
+    """``V_ik`` of the module doc: rays from every Gaussian's centre, off its surface by
+    ``offset + offset_sigmas * s_i,min`` (module doc)."""
     normals = shortest_axes(quats, scales)
-    return trace_transmittance(means, offset * normals, means, quats, scales, opacities, directions,
+    shift = offset + offset_sigmas * scales.min(-1).values[:, None]
+    return trace_transmittance(means, shift * normals, means, quats, scales, opacities, directions,
                                exclude=torch.arange(means.shape[0]), grid_cells=grid_cells, max_pairs=max_pairs)
 
 

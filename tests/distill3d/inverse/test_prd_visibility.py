@@ -3,11 +3,16 @@ import math
 
 import torch
 
+import pytest
+
 from distill3d.inverse.cubemap import texel_solid_angles
+from distill3d.inverse.normals import shortest_axes
 from distill3d.inverse.visibility import (bake_visibility, fibonacci_directions, light_bins, occluded_irradiance,
                                           specular_visibility, trace_transmittance)
 from distill3d.render.compositing import ALPHA_MAX, ALPHA_MIN
 from distill3d.render.projection import covariance_3d
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 IDENTITY = torch.tensor([1.0, 0.0, 0.0, 0.0])
 
@@ -80,6 +85,51 @@ def test_a_flat_surface_does_not_shadow_itself():
     assert float(visibility[:, directions[:, 2] > 0.5].min()) > 0.99
     # below the surface (the other side) is free as well: the rays start on the side they leave from
     assert float(visibility[:, directions[:, 2] < -0.5].min()) > 0.99
+
+
+def blob_layer(half: float, spacing: float = 0.04, depths=(0.0, -0.02, -0.04), opacity: float = 0.35):
+    """A surface as a radiance field models it after a short training: stacked layers of soft, barely flat
+    blobs (scales 0.03 / 0.03 / 0.02, opacity 0.35, tilted by up to ~20 degrees), top layer at z = 0."""
+    steps = torch.arange(-half, half + 1e-9, spacing)
+    xs, ys = torch.meshgrid(steps, steps, indexing="ij")
+    means = torch.cat([torch.stack([xs.flatten(), ys.flatten(), torch.full((xs.numel(),), z)], -1) for z in depths])
+    n = len(means)
+    quats = torch.nn.functional.normalize(IDENTITY + 0.1 * torch.randn(n, 4), dim=-1)
+    return means, quats, torch.tensor([0.03, 0.03, 0.02]).expand(n, 3).clone(), torch.full((n,), opacity)
+
+
+def test_a_soft_surface_layer_sees_its_open_hemisphere():
+    """Rays start clear of the Gaussian's own extent (``offset_sigmas``): an unoccluded layer of blobs sees
+    its whole hemisphere; started a fixed eps off the centres, the rays run inside the layer."""
+    means, quats, scales, opacities = blob_layer(0.16)
+    directions = fibonacci_directions(32)
+    normals = shortest_axes(quats, scales)
+    facing = normals @ directions.T
+    cosine = facing.abs() * (facing * normals[:, 2:] > 0)  # the hemisphere around the upward normal
+    inner = means[:, :2].abs().max(-1).values < 0.09  # all three layers, away from the edges
+
+    def open_fraction(offset_sigmas: float) -> float:  # cosine-weighted visibility of the open hemisphere
+        visibility = bake_visibility(means, quats, scales, opacities, directions, 0.005, offset_sigmas=offset_sigmas)
+        return float(((visibility * cosine).sum(-1) / cosine.sum(-1))[inner].mean())
+
+    assert open_fraction(3.0) > 0.9
+    assert open_fraction(0.0) < 0.5
+
+
+def test_baked_visibility_under_an_occluder_matches_a_brute_force_march_from_the_shifted_start():
+    """The receiver's rays start at ``mu + (eps + k s_min) sign(n . d) n`` and ignore the receiver itself."""
+    receiver = (torch.zeros(1, 3), IDENTITY[None], torch.tensor([[0.03, 0.03, 0.02]]), torch.tensor([0.9]))
+    occluder = disk_of_gaussians(0.3, 0.4, 0.05, opacity=0.7)
+    means, quats, scales, opacities = (torch.cat([r, o]) for r, o in zip(receiver, occluder))
+    directions = fibonacci_directions(32)
+    baked = bake_visibility(means, quats, scales, opacities, directions, 0.01, offset_sigmas=3.0)[0]
+    shift = 0.01 + 3.0 * 0.02
+    up = directions[:, 2] > 0
+    above = brute_force_transmittance(torch.tensor([0.0, 0.0, shift]), directions[up], *occluder)
+    below = brute_force_transmittance(torch.tensor([0.0, 0.0, -shift]), directions[~up], *occluder)
+    assert (baked[up].double() - above).abs().max() < 2e-3
+    assert (baked[~up].double() - below).abs().max() < 2e-3
+    assert baked[directions[:, 2] > 0.9].max() < 0.5  # the disk does shadow it
 
 
 def test_light_bins_and_occluded_irradiance_against_direct_sums():
