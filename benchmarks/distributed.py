@@ -24,7 +24,7 @@ Usage::
     python benchmarks/distributed.py                       # scaling 1, 2 ranks + quality (distributed.json)
     # the committed results/distributed.json (two parts, each updating its section of the file):
     python benchmarks/distributed.py --no-quality --ranks 1 2 4 --gaussians 50000 --size 96 --steps 4
-    python benchmarks/distributed.py --no-scaling --quality-steps 100 --downscale 4
+    python benchmarks/distributed.py --no-scaling    # quality at the defaults: 300 steps, 1/2 resolution
 """
 from __future__ import annotations
 

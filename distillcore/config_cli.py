@@ -483,6 +483,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 class DistOptions:
     """How many processes train together (:mod:`distillcore.dist`); not part of the method's config."""
     nproc: int = 1  # local processes (ranks) to train with; under torchrun the job's ranks are used instead
+    # = distillcore.dist.DEFAULT_TIMEOUT_S, a literal so that `--help` does not import torch (a test checks it)
     dist_timeout: float = 300.0  # seconds a rank waits for the others (rendezvous, each collective) before failing
 
     def validate(self) -> None:
@@ -492,9 +493,22 @@ class DistOptions:
             raise ValueError(f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}")
 
 
-def add_dist_options(parser: argparse.ArgumentParser) -> None:
-    """``--nproc N`` and ``--dist-timeout S`` (:class:`DistOptions`) for commands that train on several ranks."""
-    add_config_arguments(parser, DistOptions, group_title="distributed options")
+@dataclasses.dataclass
+class ViewDistOptions(DistOptions):
+    """:class:`DistOptions` of trainers that render camera views (Gaussian fields): each step trains on
+    ``ranks x views_per_rank`` views, so the learning rates scale with that batch."""
+    views_per_rank: int = 1  # training views each rank renders per step (ranks x this <= the training views)
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.views_per_rank, bool) or not isinstance(self.views_per_rank, int) or self.views_per_rank < 1:
+            raise ValueError(f"--views-per-rank must be a positive number of views, got {self.views_per_rank}")
+
+
+def add_dist_options(parser: argparse.ArgumentParser, options: type[DistOptions] = DistOptions) -> None:
+    """``--nproc N`` and ``--dist-timeout S`` (:class:`DistOptions`, or a subclass's flags too, e.g.
+    :class:`ViewDistOptions`) for commands that train on several ranks."""
+    add_config_arguments(parser, options, group_title="distributed options")
 
 
 def apply_run_options(args: argparse.Namespace) -> RunOptions:
@@ -558,6 +572,6 @@ def configure_logging(level: int = logging.INFO) -> logging.Logger:
 
 
 __all__ = ["add_config_arguments", "add_config_file_arguments", "add_dist_options", "add_run_options",
-           "apply_run_options", "DistOptions",
+           "apply_run_options", "DistOptions", "ViewDistOptions",
            "build_config", "config_from_args", "configure_logging", "explicit_overrides", "field_help", "merge",
            "passive_openmp", "read_config_file", "RunOptions", "save_resolved_config", "set_threads", "to_dict"]

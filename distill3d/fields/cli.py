@@ -10,9 +10,9 @@ import dataclasses
 import pathlib
 import sys
 
-from distillcore.config_cli import (DistOptions, add_config_arguments, add_config_file_arguments, add_dist_options,
-                                    add_run_options, apply_run_options, config_from_args, save_resolved_config,
-                                    to_dict)
+from distillcore.config_cli import (ViewDistOptions, add_config_arguments, add_config_file_arguments,
+                                    add_dist_options, add_run_options, apply_run_options, config_from_args,
+                                    save_resolved_config, to_dict)
 from distillcore.serialization import to_json
 
 from .config import TRAIN_PRESETS, TrainConfig
@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
     from .pipeline import DEFAULT_CACHE, train_field
 
     run = apply_run_options(args)
-    ranks = config_from_args(DistOptions, args)
+    ranks = config_from_args(ViewDistOptions, args)
     config, command = resolve_configs(args)
     out = command.out or pathlib.Path("outputs") / pathlib.Path(args.scene).name / (
         "plain" if command.plain else config.teacher)
@@ -69,7 +69,7 @@ def cmd_train(args) -> int:
         trainer, metrics = train_field(args.scene, config, out, command.cache or DEFAULT_CACHE, resume=command.resume,
                                        progress=run.progress, plain=command.plain, downscale=command.downsample,
                                        overwrite=command.overwrite, nproc=ranks.nproc,
-                                       dist_timeout=ranks.dist_timeout, **kwargs)
+                                       dist_timeout=ranks.dist_timeout, views_per_rank=ranks.views_per_rank, **kwargs)
     except RankFailedError as err:  # the rank's traceback is on stderr above; this is the summary line
         print(f"distill3d train: error: {err} (the last complete checkpoint is kept; --resume continues it)",
               file=sys.stderr)
@@ -93,5 +93,5 @@ def add_parser(subparsers, name: str, help: str) -> None:
     add_config_arguments(p, TrainCommand, group_title="command")
     add_config_arguments(p, TrainConfig, group_title="training config (TrainConfig)", aliases=TRAIN_ALIASES)
     add_run_options(p)
-    add_dist_options(p)
+    add_dist_options(p, ViewDistOptions)  # --nproc, --dist-timeout, --views-per-rank
     p.set_defaults(func=cmd_train)

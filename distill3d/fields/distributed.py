@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import pathlib
-import shutil
 
 import torch
 from gsplat.strategy import DefaultStrategy
@@ -50,11 +48,14 @@ from gsplat.utils import normalized_quat_to_rotmat
 from torch import Tensor
 
 from distillcore import dist
+from distillcore.dist import shard_bounds
 from distillcore.feature import feature_distill_loss, resize_to
 from distillcore.image import image_loss
-from distillcore.serialization import load_state, save_atomic, write_json_atomic
+from distillcore.serialization import write_json_atomic
+from distillcore.sharded_checkpoint import load_sharded_checkpoint, reslice, save_sharded_checkpoint
 
 from distill3d.data import Scene, resolve_scene_dir
+from distill3d.data.splits import SceneSplits
 from distill3d.gaussians import Gaussians
 from distill3d.render.distributed import rasterize_distributed
 
@@ -70,11 +71,6 @@ ADAM_BETAS = (0.9, 0.999)
 CHECKPOINT_DIR = "checkpoint_dist"
 # per-Gaussian densification state that travels with its Gaussian (``ids``: see :func:`keyed_split`)
 STRATEGY_TENSORS = ("grad2d", "count", "radii", "ids")
-
-
-def shard_bounds(n: int, world_size: int) -> list[int]:
-    """Start of each rank's contiguous shard of ``n`` items, plus ``n``: sizes differ by at most one."""
-    return [r * n // world_size for r in range(world_size)] + [n]
 
 
 def redistribute_rows(t: Tensor, sizes: list[int], bounds: list[int]) -> Tensor:
@@ -412,18 +408,8 @@ class ShardedTrainer(Trainer):
         """Writes this rank's shard (every rank calls it); returns the manifest path. ``path``: a folder
         to write the checkpoint into instead of ``out_dir``."""
         root = pathlib.Path(path) / CHECKPOINT_DIR if path is not None else self.checkpoint_path.parent
-        step_dir = root / f"step_{self.step:08d}"
-        save_atomic(self.shard_state(), step_dir / f"shard_{self.ctx.rank:04d}.pt")
-        if self.ctx.is_main:
-            save_atomic(self.common_state(), step_dir / "common.pt")
-        dist.barrier()  # every shard is on disk before the manifest may name them
-        manifest = root / "manifest.json"
-        if self.ctx.is_main:
-            write_json_atomic(manifest, {"step": self.step, "world_size": self.ctx.world_size, "folder": step_dir.name})
-            for old in root.glob("step_*"):
-                if old.name != step_dir.name:
-                    shutil.rmtree(old, ignore_errors=True)
-        dist.barrier()
+        common = self.common_state() if self.ctx.is_main else {}
+        manifest = save_sharded_checkpoint(root, self.step, self.shard_state(), common)
         if path is None:
             self.checkpoint_step = self.step
         return manifest
@@ -431,34 +417,20 @@ class ShardedTrainer(Trainer):
     def resume(self, path: str | pathlib.Path | None = None) -> int:
         """Restores the sharded checkpoint named by a manifest (default: this run's), written by any number
         of ranks: shards are joined in global order and cut into this job's shards. Returns the step."""
-        manifest_path = pathlib.Path(path) if path is not None else self.checkpoint_path
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            step_dir = manifest_path.parent / manifest["folder"]
-            shards = [load_state(step_dir / f"shard_{r:04d}.pt", what="checkpoint shard")
-                      for r in range(int(manifest["world_size"]))]
-            common = load_state(step_dir / "common.pt", what="checkpoint")
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{manifest_path} does not name a complete sharded checkpoint ({err})") from err
+        shards, common = load_sharded_checkpoint(pathlib.Path(path) if path is not None else self.checkpoint_path)
         if common["field_config"] != self.field.config_dict():
             raise ValueError(f"checkpoint field {common['field_config']} does not match {self.field.config_dict()}")
-        n = sum(int(s["params"]["means"].shape[0]) for s in shards)
-        bounds = shard_bounds(n, self.ctx.world_size)
-        mine = slice(bounds[self.ctx.rank], bounds[self.ctx.rank + 1])
 
-        def joined(get) -> Tensor:
-            return torch.cat([get(s) for s in shards])[mine]
-
-        self._set_shard({k: joined(lambda s: s["params"][k]) for k in shards[0]["params"]})
+        self._set_shard({k: reslice(shards, lambda s: s["params"][k]) for k in shards[0]["params"]})
         for name, optimizer in self.optimizers.items():
             saved = shards[0]["adam"][name]
             if saved:
                 param = self.field.splats[name]
                 optimizer.state[param] = {
-                    k: v.clone() if k == "step" else joined(lambda s: s["adam"][name][k]).to(self.device)
+                    k: v.clone() if k == "step" else reslice(shards, lambda s: s["adam"][name][k]).to(self.device)
                     for k, v in saved.items()}
         for key, value in shards[0]["strategy"].items():
-            self.strategy_state[key] = (joined(lambda s: s["strategy"][key]).to(self.device)
+            self.strategy_state[key] = (reslice(shards, lambda s: s["strategy"][key]).to(self.device)
                                         if key in STRATEGY_TENSORS and value is not None else value)
         if self.field.decoder is not None:
             self.field.decoder.load_state_dict(common["decoder"])
@@ -501,18 +473,22 @@ def train_sharded(train: Scene, config: TrainConfig, out_dir: str | pathlib.Path
 def train_field_sharded(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str | pathlib.Path,
                         cache_dir: str | pathlib.Path, resume: bool = False, progress: bool = True, plain: bool = False,
                         downscale: int = 1, overwrite: bool = False, nproc: int = 2,
-                        timeout_s: float = dist.DEFAULT_TIMEOUT_S, **teacher_kwargs) -> dict:
+                        timeout_s: float = dist.DEFAULT_TIMEOUT_S, views_per_rank: int = 1, **teacher_kwargs) -> dict:
     """:func:`distill3d.fields.pipeline.train_field` on ``nproc`` local ranks, or on the ranks of the
-    torchrun job this process belongs to. Rank 0 (or the launching process) guards ``out_dir``, reads the
-    scene and fills the teacher feature cache first; the other ranks of a torchrun job then read the
-    cache. Writes ``point_cloud.ply`` (merged), ``metrics.json`` and the sharded checkpoint; returns the
-    metrics.
+    torchrun job this process belongs to, each rendering ``views_per_rank`` views per step. Rank 0 (or
+    the launching process) guards ``out_dir``; the scene is read (by the launching process, or by every
+    rank of a torchrun job) and checked against the batch before any rank starts work; then the ranks
+    share the teacher feature extraction into the cache (:func:`_prepare_and_train`) and train. Writes
+    ``point_cloud.ply`` (merged), ``metrics.json`` and the sharded checkpoint; returns the metrics.
 
     Raises:
-        ValueError: more ranks than training views (before any rank starts).
+        ValueError: ``views_per_rank`` below 1, or more views per step (ranks x ``views_per_rank``) than
+            training views (before any rank starts).
     """
-    from .pipeline import field_fingerprint, field_run_directory, prepare_scene
+    from .pipeline import field_fingerprint, field_run_directory, read_splits
 
+    if isinstance(views_per_rank, bool) or not isinstance(views_per_rank, int) or views_per_rank < 1:
+        raise ValueError(f"--views-per-rank must be a positive number of views, got {views_per_rank!r}")
     torchrun = dist.in_torchrun_job()
     ctx = dist.init_from_env(config.device, timeout_s) if torchrun else None
     main = ctx is None or ctx.is_main
@@ -522,24 +498,35 @@ def train_field_sharded(scene_dir: str | pathlib.Path, config: TrainConfig, out_
     guard = (field_run_directory(out_dir, scene_dir, fingerprint, teacher, downscale, resume, overwrite, CHECKPOINT_DIR)
              if main else contextlib.nullcontext())
     with guard as run:
-        if not main:
-            dist.barrier()  # rank 0 has filled the feature cache
-        prepared = prepare_scene(scene_dir, teacher, cache_dir, progress and main, downscale, data=config.data,
-                                 **teacher_kwargs)
-        if main and torchrun:
-            dist.barrier()
+        splits = read_splits(scene_dir, downscale, config.data)
         ranks = ctx.world_size if ctx is not None else nproc
-        if ranks > prepared.train.num_views:
-            raise ValueError(f"--nproc {ranks} is more than the {prepared.train.num_views} training views of "
-                             f"{prepared.name}: every rank renders at least one view per step")
+        views = splits.train.num_views
+        if ranks * views_per_rank > views:
+            what = f"--nproc {ranks}" + (f" x --views-per-rank {views_per_rank}" if views_per_rank > 1 else "")
+            raise ValueError(f"{what} is more than the {views} training views of {scene_dir.name}: a step renders "
+                             "ranks x views-per-rank views")
         resumed = (run.resumed if main else resume) and (out_dir / CHECKPOINT_DIR / "manifest.json").is_file()
-        metrics = dist.launch(train_sharded, nproc, prepared.train, config, out_dir, prepared.teacher_maps,
-                              prepared.test, prepared.name, 1, resumed, progress, fingerprint, timeout_s=timeout_s,
+        metrics = dist.launch(_prepare_and_train, nproc, scene_dir, splits, teacher, cache_dir, config, out_dir,
+                              views_per_rank, resumed, progress, fingerprint, teacher_kwargs, timeout_s=timeout_s,
                               device="cuda" if config.device.startswith("cuda") else "cpu")
         if main:
             write_json_atomic(out_dir / "metrics.json", {"teacher": teacher, **metrics})
             run.complete(step=metrics["step"])
     return metrics
+
+
+def _prepare_and_train(scene_dir: pathlib.Path, splits: SceneSplits, teacher: str | None, cache_dir: str | pathlib.Path,
+                       config: TrainConfig, out_dir: pathlib.Path, views_per_rank: int, resume: bool, progress: bool,
+                       fingerprint: dict, teacher_kwargs: dict) -> dict:
+    """The per-rank program of :func:`train_field_sharded`: this rank's share of the teacher maps into the
+    cache, a barrier, every map read back (:func:`distill3d.fields.pipeline.prepare_scene`, collective),
+    then :func:`train_sharded`."""
+    from .pipeline import prepare_scene
+
+    prepared = prepare_scene(scene_dir, teacher, cache_dir, progress and dist.is_main(), data=config.data,
+                             splits=splits, **teacher_kwargs)
+    return train_sharded(prepared.train, config, out_dir, prepared.teacher_maps, prepared.test, prepared.name,
+                         views_per_rank, resume, progress, fingerprint)
 
 
 __all__ = ["REBALANCE_TOLERANCE", "ShardedTrainer", "redistribute_rows", "shard_bounds", "train_field_sharded",

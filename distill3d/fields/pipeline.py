@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from distill3d.data import Scene, resolve_scene_dir
-from distill3d.data.splits import load_scene_splits
+from distill3d.data.splits import SceneSplits, load_scene_splits
 from distill3d.teachers import build_teacher, scene_features
 
 from distillcore.dist import DEFAULT_TIMEOUT_S, in_torchrun_job
@@ -39,19 +39,32 @@ class PreparedScene:
     teacher_maps: dict[str, Tensor] | None
 
 
-def prepare_scene(scene_dir: str | pathlib.Path, teacher: str | None, cache_dir: str | pathlib.Path = DEFAULT_CACHE,
-                  progress: bool = True, downscale: int = 1, data: SceneDataConfig | None = None,
-                  **teacher_kwargs) -> PreparedScene:
-    """Loads both splits (``distill3d.data.splits``: Blender's test file, COLMAP's every-``test_every``-th
-    image) and, unless ``teacher`` is None, their teacher maps; then reduces the images to
-    ``1/downscale`` resolution (teachers see the images as read, so their grids do not shrink; a COLMAP
-    ``images_<downscale>`` folder, when present, is read instead and nothing is left to reduce)."""
-    scene_dir = resolve_scene_dir(scene_dir)
+def read_splits(scene_dir: str | pathlib.Path, downscale: int = 1, data: SceneDataConfig | None = None) -> SceneSplits:
+    """Both splits of ``scene_dir`` as the teachers see them (``distill3d.data.splits``: Blender's test
+    file, COLMAP's every-``test_every``-th image; a COLMAP ``images_<downscale>`` folder when present),
+    test view names prefixed with ``test_`` where they repeat train names (they key the teacher maps).
+    ``downsample`` of the result is the reduction still to apply."""
     data = data or SceneDataConfig()
     splits = load_scene_splits(scene_dir, test_every=data.test_every, images=data.images, downsample=downscale)
+    if splits.test is not None and set(splits.train.names) & set(splits.test.names):
+        splits = dataclasses.replace(splits, test=_prefixed(splits.test, "test_"))
+    return splits
+
+
+def prepare_scene(scene_dir: str | pathlib.Path, teacher: str | None, cache_dir: str | pathlib.Path = DEFAULT_CACHE,
+                  progress: bool = True, downscale: int = 1, data: SceneDataConfig | None = None,
+                  splits: SceneSplits | None = None, **teacher_kwargs) -> PreparedScene:
+    """Loads both splits (:func:`read_splits`, or takes ``splits`` already read) and, unless ``teacher``
+    is None, their teacher maps; then reduces the images to ``1/downscale`` resolution (teachers see the
+    images as read, so their grids do not shrink; a COLMAP ``images_<downscale>`` folder, when present,
+    is read instead and nothing is left to reduce).
+
+    Called on every rank of a process group, the ranks share the extraction (collective):
+    :func:`distill3d.teachers.scene_features` has each rank compute every ``R``-th view into the cache.
+    """
+    scene_dir = resolve_scene_dir(scene_dir)
+    splits = splits if splits is not None else read_splits(scene_dir, downscale, data)
     train, test, downscale = splits.train, splits.test, splits.downsample
-    if test is not None and set(train.names) & set(test.names):
-        test = _prefixed(test, "test_")  # keep map keys unique across splits
     maps = None
     if teacher is not None:
         scenes = [train] + ([test] if test is not None else [])
@@ -68,10 +81,13 @@ def _prefixed(scene: Scene, prefix: str) -> Scene:
 def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str | pathlib.Path,
                 cache_dir: str | pathlib.Path = DEFAULT_CACHE, resume: bool = False, progress: bool = True,
                 plain: bool = False, downscale: int = 1, overwrite: bool = False, nproc: int = 1,
-                dist_timeout: float = DEFAULT_TIMEOUT_S, **teacher_kwargs) -> tuple[Trainer | None, dict]:
+                dist_timeout: float = DEFAULT_TIMEOUT_S, views_per_rank: int = 1,
+                **teacher_kwargs) -> tuple[Trainer | None, dict]:
     """Trains a feature field (or plain 3DGS with ``plain=True``) and writes the PLY and metrics.
 
-    ``nproc > 1`` (or a torchrun job) trains on several ranks with the Gaussians sharded
+    ``nproc > 1``, ``views_per_rank > 1``, a torchrun job or resuming a sharded run (``checkpoint_dist/``)
+    trains with the Gaussians sharded over the
+    ranks, each rendering ``views_per_rank`` views per step
     (:func:`distill3d.fields.distributed.train_field_sharded`; the returned trainer is then None).
 
     ``out_dir`` is guarded by :class:`distillcore.runs.RunDirectory` before any work: checked writable,
@@ -80,11 +96,14 @@ def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str
     or replaced only with ``overwrite``. Resuming a run already at ``config.steps`` returns its saved
     metrics; ``config.steps`` below the checkpoint's step is an error.
     """
-    if nproc > 1 or in_torchrun_job():
+    # a sharded run resumes as one (on any number of ranks, one included)
+    sharded_run = resume and (pathlib.Path(out_dir) / "checkpoint_dist" / "manifest.json").is_file()
+    if nproc > 1 or views_per_rank != 1 or in_torchrun_job() or sharded_run:
         from .distributed import train_field_sharded
 
         return None, train_field_sharded(scene_dir, config, out_dir, cache_dir, resume, progress, plain, downscale,
-                                         overwrite, nproc, dist_timeout, **teacher_kwargs)
+                                         overwrite, nproc, dist_timeout, views_per_rank=views_per_rank,
+                                         **teacher_kwargs)
     out_dir, scene_dir = pathlib.Path(out_dir), resolve_scene_dir(scene_dir)  # a folder or a bundled scene's name
     teacher = None if plain else config.teacher
     fingerprint = field_fingerprint(scene_dir, config, teacher, downscale, teacher_kwargs)

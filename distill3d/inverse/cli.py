@@ -3,6 +3,7 @@
     distill3d inverse train SCENE [--preset quick|benchmark|full] [--config FILE.json] [--out DIR]
                                   [--downsample F] [--radiance-steps N] [--stage-steps S D J]
                                   [--background white] [--no-radiance-fallback] [--resume] [--PRDConfig.field ...]
+                                  [--nproc N] [--views-per-rank V] [--dist-timeout S]
     distill3d inverse relight RUN --env FILE|relight [--env-key KEY] [--out DIR] [--keep-radiance]
 
 Every field of :class:`~distill3d.inverse.config.PRDConfig` is a flag (``--radiance.steps``,
@@ -14,9 +15,11 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import sys
 
-from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
-                                    apply_run_options, config_from_args, save_resolved_config, to_dict)
+from distillcore.config_cli import (ViewDistOptions, add_config_arguments, add_config_file_arguments,
+                                    add_dist_options, add_run_options, apply_run_options, config_from_args,
+                                    save_resolved_config, to_dict)
 from distillcore.serialization import to_json
 
 # short flags kept from earlier releases
@@ -71,13 +74,25 @@ def resolve_train_configs(args):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from distillcore.dist import RankFailedError, is_main
+
     from .pipeline import train_prd
 
     run = apply_run_options(args)
     config, command = resolve_train_configs(args)
+    ranks = config_from_args(ViewDistOptions, args)
     out = pathlib.Path(command.out or f"runs/prd_{pathlib.Path(args.scene).name}")
-    _, metrics = train_prd(args.scene, config, out, downsample=command.downsample, resume=command.resume,
-                           progress=run.progress, overwrite=command.overwrite, radiance_cache=command.radiance_cache)
+    try:
+        _, metrics = train_prd(args.scene, config, out, downsample=command.downsample, resume=command.resume,
+                               progress=run.progress, overwrite=command.overwrite,
+                               radiance_cache=command.radiance_cache, nproc=ranks.nproc,
+                               views_per_rank=ranks.views_per_rank, dist_timeout=ranks.dist_timeout)
+    except RankFailedError as err:  # the rank's traceback is on stderr above; this is the summary line
+        print(f"distill3d inverse train: error: {err} (the last complete checkpoint is kept; --resume continues it)",
+              file=sys.stderr)
+        return 1
+    if not is_main():  # the other ranks of a torchrun job: rank 0 reports
+        return 0
     saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite", "stage_steps")}
     save_resolved_config({**saved, **to_dict(config)}, out)
     print(to_json(metrics))
@@ -144,6 +159,7 @@ def add_parser(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     add_config_arguments(train, InverseTrainCommand, group_title="command")
     add_config_arguments(train, PRDConfig, group_title="PRD config (PRDConfig; stages via --stage-steps or --config)",
                          aliases=PRD_ALIASES)
+    add_dist_options(train, ViewDistOptions)  # --nproc, --dist-timeout, --views-per-rank
     add_run_options(train)
     train.set_defaults(func=_train)
 

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import pathlib
 
+from distillcore.dist import DEFAULT_TIMEOUT_S, in_torchrun_job
 from distillcore.runs import RunDirectory, fingerprint_key, run_fingerprint, strip_volatile
 from distillcore.serialization import write_json_atomic
 from distill3d.data import Scene, resolve_scene_dir
@@ -42,8 +43,13 @@ def load_splits(scene_dir: str | pathlib.Path, downsample: int = 1, data: SceneD
 
 def train_prd(scene_dir: str | pathlib.Path, config: PRDConfig, out_dir: str | pathlib.Path, *, downsample: int = 1,
               resume: bool = False, progress: bool = True, overwrite: bool = False,
-              radiance_cache: str | pathlib.Path | None = None) -> tuple[PRDTrainer, dict]:
+              radiance_cache: str | pathlib.Path | None = None, nproc: int = 1, views_per_rank: int = 1,
+              dist_timeout: float = DEFAULT_TIMEOUT_S) -> tuple[PRDTrainer | None, dict]:
     """Trains PRD on a scene folder and writes metrics, run info and exports under ``out_dir``.
+
+    ``nproc > 1``, ``views_per_rank > 1``, a torchrun job or resuming a sharded run (``checkpoint_dist/``)
+    trains with the Gaussians sharded over the
+    ranks (:func:`distill3d.inverse.distributed.train_prd_sharded`; the returned trainer is then None).
 
     ``out_dir`` is guarded by :class:`distillcore.runs.RunDirectory` (writable, locked, an existing run
     continued only with ``resume`` and a matching fingerprint, replaced only with ``overwrite``).
@@ -56,6 +62,14 @@ def train_prd(scene_dir: str | pathlib.Path, config: PRDConfig, out_dir: str | p
     any other setting gets its own entry. A run that finds the entry being trained waits for it.
     ``run.json`` records the entry and whether it was reused (``radiance.reused``).
     """
+    # a sharded run resumes as one (on any number of ranks, one included)
+    sharded_run = resume and (pathlib.Path(out_dir) / "checkpoint_dist" / "manifest.json").is_file()
+    if nproc > 1 or views_per_rank != 1 or in_torchrun_job() or sharded_run:
+        from .distributed import train_prd_sharded
+
+        return None, train_prd_sharded(scene_dir, config, out_dir, nproc=nproc, views_per_rank=views_per_rank,
+                                       downsample=downsample, resume=resume, progress=progress, overwrite=overwrite,
+                                       radiance_cache=radiance_cache, timeout_s=dist_timeout)
     scene_dir, out_dir = resolve_scene_dir(scene_dir), pathlib.Path(out_dir)  # a folder or a bundled scene's name
     fingerprint = run_fingerprint(scene=scene_dir, config=config.to_dict(), downsample=downsample)
     # the pre-training's inputs: the same scene hash, only the radiance part of the config

@@ -36,7 +36,7 @@ from distill3d.fields.field import FeatureField
 from distill3d.fields.trainer import Trainer, scene_scale
 
 from .config import GROUPS, PRDConfig
-from .model import PRDModel, light_regularizer
+from .model import PRDModel, PRDRender, light_regularizer
 
 ADAM_EPS = 1e-15
 log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
@@ -157,7 +157,16 @@ class PRDTrainer:
         scene = self.train_scene
         out = self.model.render(scene.viewmats[index], scene.Ks[index], scene.width, scene.height,
                                 scene.background, backend=self.config.radiance.backend)
-        target = scene.images[index].permute(2, 0, 1)
+        loss, logs = self.view_loss(out, index)
+        if stage.light_weight > 0:
+            loss = loss + stage.light_weight * light_regularizer(self.model.light)
+        return loss, logs
+
+    def view_loss(self, out: PRDRender, index: int) -> tuple[Tensor, dict[str, float]]:
+        """The stage's terms of training view ``index`` rendered as ``out``: everything of :meth:`loss` but
+        the light prior, which belongs to the light, not to a view."""
+        stage = self.config.stages[self.stage_index]
+        target = self.train_scene.images[index].permute(2, 0, 1)
         photometric = image_loss(out.image[None], target[None], self.config.lambda_dssim, padding="same")
         loss = stage.image_weight * photometric
         logs = {"image_loss": float(photometric.detach()), "psnr": psnr(out.image.detach().clamp(0, 1), target)}
@@ -166,8 +175,6 @@ class PRDTrainer:
             progress_term = ((1.0 - out.progress) * foreground).sum() / foreground.sum().clamp(min=1.0)
             loss = loss + stage.progress_weight * progress_term
             logs["mean_progress"] = 1.0 - float(progress_term.detach())
-        if stage.light_weight > 0:
-            loss = loss + stage.light_weight * light_regularizer(self.model.light)
         if stage.mask_weight > 0 and self.masks is not None:
             loss = loss + stage.mask_weight * (out.coverage - self.masks[index].permute(2, 0, 1)).abs().mean()
         return loss, logs
@@ -226,17 +233,22 @@ class PRDTrainer:
             self.save_checkpoint()
         metrics = {"physical_seconds": time.perf_counter() - started}
         if self.test_scene is not None:
-            metrics.update(evaluate_views(self.model, self.test_scene, self.config.radiance.backend))
+            metrics.update(self.evaluate(self.test_scene))
         self.history.append(metrics)
         self.save_checkpoint()
         return metrics
+
+    def evaluate(self, scene: Scene) -> dict[str, float]:
+        """:func:`evaluate_views` of the current model on ``scene``."""
+        return evaluate_views(self.model, scene, self.config.radiance.backend)
 
     # ----------------------------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> pathlib.Path:
         return self.out_dir / "checkpoint.pt"
 
-    def save_checkpoint(self) -> pathlib.Path:
+    def save_checkpoint(self, path: str | pathlib.Path | None = None) -> pathlib.Path:
+        """Writes the checkpoint (atomically) to ``path`` (default :attr:`checkpoint_path`)."""
         return save_atomic({
             "scene": self.name,
             "config": self.config.to_dict(),
@@ -249,7 +261,7 @@ class PRDTrainer:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
             "fingerprint": self.fingerprint,
-        }, self.checkpoint_path)
+        }, path or self.checkpoint_path)
 
     def resume(self, path: str | pathlib.Path | None = None) -> None:
         """Restores model, stage, step, optimizers and random states from a checkpoint."""

@@ -96,7 +96,7 @@ def rasterize_distributed(
     width: int,
     height: int,
     *,
-    features: Tensor | None = None,  # [N_r, F]
+    features: Tensor | None = None,  # [N_r, F], or [C, N_r, F] per camera of the whole step (all ranks')
     sh_degree: int | None = None,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
@@ -125,7 +125,8 @@ def rasterize_distributed(
 
     Shapes:
         means ``[N_r, 3]``, quats ``[N_r, 4]``, scales ``[N_r, 3]``, opacities ``[N_r]``,
-        colors ``[N_r, D]`` / ``[N_r, K, D]``, features ``[N_r, F]``, viewmats ``[C_r, 4, 4]``,
+        colors ``[N_r, D]`` / ``[N_r, K, D]``, features ``[N_r, F]`` or ``[C, N_r, F]`` (``C``: the cameras of
+        every rank, in rank order), viewmats ``[C_r, 4, 4]``,
         Ks ``[C_r, 3, 3]``.
     """
     ctx = dist.context()

@@ -92,10 +92,10 @@ def rasterize_gsplat(
     geometry_colors = color_part
     geometry_backgrounds = backgrounds if n_color else None
     if joint_features:
-        feats = features[None].expand(n_cameras, -1, -1)
+        feats = features if features.dim() == 3 else features[None].expand(n_cameras, -1, -1)
         geometry_colors = feats if color_part is None else torch.cat([color_part, feats], dim=-1)
         if geometry_backgrounds is not None:
-            geometry_backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(n_cameras, features.shape[1])], dim=-1)
+            geometry_backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(n_cameras, features.shape[-1])], dim=-1)
     image, alpha, meta = _gsplat_call(
         means, quats, scales, opacities, geometry_colors, viewmats, Ks, width, height, geometry_backgrounds,
         with_depth, settings,
@@ -103,7 +103,7 @@ def rasterize_gsplat(
     depth = image[..., -1:] if with_depth else None
     feature_image = None
     if joint_features:
-        feature_image = image[..., n_color : n_color + features.shape[1]]
+        feature_image = image[..., n_color : n_color + features.shape[-1]]
     elif features is not None:
         feature_image, _, _ = _gsplat_call(
             means.detach(), quats.detach(), scales.detach(), opacities.detach(), features, viewmats, Ks,

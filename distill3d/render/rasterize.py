@@ -157,8 +157,12 @@ def _check_inputs(
         if colors.shape[-1] == 0:
             raise ValueError("colors must have at least one channel")
     if features is not None:
-        check_tensor(features, "features", ndim=2, shape=(n, None), floating=True, nonempty=False)
-        if features.shape[1] == 0:
+        # [N, F] shared by every camera, or [C, N, F] per camera (e.g. normals turned towards each camera)
+        if isinstance(features, Tensor) and features.dim() == 3:
+            check_tensor(features, "features", ndim=3, shape=(n_cameras, n, None), floating=True, nonempty=False)
+        else:
+            check_tensor(features, "features", ndim=2, shape=(n, None), floating=True, nonempty=False)
+        if features.shape[-1] == 0:
             raise ValueError("features must have at least one channel (pass None for no features)")
         tensors["features"] = features
     check_same_dtype_device(tensors)
@@ -167,7 +171,7 @@ def _check_inputs(
 
 def _color_buffer(
     colors: Tensor | None,  # [N, D] or [N, K, D]
-    features: Tensor | None,  # [N, F]
+    features: Tensor | None,  # [N, F] or [C, N, F]
     depths: Tensor,  # [C, N]
     means: Tensor,
     viewmats: Tensor,
@@ -187,7 +191,7 @@ def _color_buffer(
     if n_depth:
         parts.append(depths[..., None])
     if features is not None:
-        parts.append(features[None].expand(n_cameras, -1, -1))
+        parts.append(features if features.dim() == 3 else features[None].expand(n_cameras, -1, -1))
     return torch.cat(parts, dim=-1), n_color, n_depth
 
 
@@ -225,7 +229,7 @@ def rasterize(
     width: int,
     height: int,
     *,
-    features: Tensor | None = None,  # [N, F]
+    features: Tensor | None = None,  # [N, F], or [C, N, F] per camera
     sh_degree: int | None = None,
     near_plane: float = 0.01,
     far_plane: float = 1e10,

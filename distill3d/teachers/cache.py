@@ -5,6 +5,11 @@ teacher's fingerprint changes with its configuration, and the image's content ha
 image a miss rather than a stale hit. Writes are atomic (:mod:`distillcore.serialization`), so an
 interrupted run never leaves a truncated entry; entries are read as plain tensors (nothing in a cache
 file runs), and an unreadable or foreign entry is a miss that is computed again and overwritten.
+
+Under a process group (:mod:`distillcore.dist`) :meth:`FeatureCache.encode_all` shares the work: of the
+``n`` images in order, rank ``r`` of ``R`` looks up (and on a miss computes and writes) images
+``r, r + R, r + 2R, ...``; after a barrier every rank reads the others' entries. The files, their names
+and contents are those a single process writes, so a run on any number of ranks reuses them.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from distillcore import dist
 from distillcore.serialization import load_state, save_atomic
 
 from .base import Teacher, check_image
@@ -69,9 +75,18 @@ class FeatureCache:
         return features
 
     def encode_all(self, images: dict[str, Tensor], progress: bool = True) -> dict[str, Tensor]:
-        """Features of every ``name -> image [3, H, W]``."""
-        items = tqdm(images.items(), desc=f"teacher {self.teacher.name}", disable=not progress, leave=False)
-        return {name: self(name, image) for name, image in items}
+        """Features of every ``name -> image [3, H, W]``; on several ranks each computes its share
+        (module doc) and the call is collective. The bar (``progress``) counts this rank's share."""
+        ctx = dist.context()
+        names = list(images)[ctx.rank::ctx.world_size]
+        items = tqdm(names, desc=f"teacher {self.teacher.name}", disable=not progress, leave=False)
+        own = {name: self(name, images[name]) for name in items}
+        if not ctx.distributed:
+            return own
+        dist.barrier()  # every rank's share is on disk
+        # the other ranks' entries are hits now; a missing one (a full disk, another cache root per
+        # machine) is computed here as in a single process
+        return {name: own[name] if name in own else self(name, image) for name, image in images.items()}
 
 
 def scene_features(scenes: list, scene_name: str, teacher: Teacher, cache_dir: str | pathlib.Path,

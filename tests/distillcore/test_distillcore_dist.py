@@ -54,6 +54,12 @@ def test_collectives_two_ranks_match_local_reference():
     assert out["token"] == {"from": 0}
 
 
+def test_cli_timeout_default_is_the_library_default():
+    from distillcore.config_cli import DistOptions
+
+    assert DistOptions().dist_timeout == dist.DEFAULT_TIMEOUT_S
+
+
 def test_single_process_is_identity():
     # nproc == 1 runs in this process, without a process group: every collective is the identity
     out = dist.launch(_collectives, 1, 1, 3)

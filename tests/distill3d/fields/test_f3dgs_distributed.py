@@ -195,6 +195,25 @@ def test_cli_bad_nproc_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
         assert len(err) == 1 and message in err[0], err
 
 
+def test_cli_views_per_rank_bad_values_and_batch(tmp_path, monkeypatch, capsys):
+    scene = shrunk_scene_copy(tmp_path / "scene", views=3, shrink=8)
+    for argv, message in (
+            (["--views-per-rank", "0"], "--views-per-rank must be a positive number of views, got 0"),
+            (["--views-per-rank", "-1"], "--views-per-rank must be a positive number of views, got -1"),
+            (["--views-per-rank", "4"], "--nproc 1 x --views-per-rank 4 is more than the 3 training views"),
+            (["--nproc", "2", "--views-per-rank", "2"], "--nproc 2 x --views-per-rank 2 is more than the 3 training")):
+        code = _cli(monkeypatch, "train", str(scene), "--plain", "--out", str(tmp_path / "bad"), *argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], (argv, err)
+        assert not (tmp_path / "bad" / CHECKPOINT_DIR).exists()  # refused before any rank trained
+    # a valid value reaches the trainer: 1 rank x 3 views per step
+    out = tmp_path / "out"
+    assert _cli(monkeypatch, "train", str(scene), "--plain", "--out", str(out), "--views-per-rank", "3",
+                "--steps", "2", "--backend", "torch", "--points", "100", "--no-progress") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["ranks"], metrics["views_per_step"], metrics["step"]) == (1, 3, 2)
+
+
 def test_cli_unreachable_rendezvous_fails_within_the_timeout(tmp_path, monkeypatch, capsys):
     import socket
     import time

@@ -102,3 +102,24 @@ def test_gsplat_backend_is_refused():
     args = [scene[k].detach() for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")]
     with pytest.raises(ValueError, match="'torch' or 'native'"):
         rasterize_distributed(*args, 32, 24, sh_degree=1, backend="gsplat")
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+def test_per_camera_features_equal_one_render_per_camera(backend):
+    """Features ``[C, N, F]`` (a different vector per camera, as PRD's camera-facing normals) render as C
+    separate calls with that camera's ``[N, F]``, in rasterize and in rasterize_distributed."""
+    scene = _scene(16)
+    args = [scene[k].detach() for k in ("means", "quats", "scales", "opacities", "colors")]
+    viewmats, Ks = scene["viewmats"], scene["Ks"]
+    n_cameras = viewmats.shape[0]
+    features = scene["features"].detach()[None] * torch.linspace(0.5, 1.5, n_cameras)[:, None, None]
+    batch = rasterize(*args, viewmats, Ks, 32, 24, features=features, sh_degree=1, backend=backend)[1]
+    shared = rasterize_distributed(*args, viewmats, Ks, 32, 24, features=features, sh_degree=1, backend=backend)[1]
+    for c in range(n_cameras):
+        single = rasterize(*args, viewmats[c:c + 1], Ks[c:c + 1], 32, 24, features=features[c], sh_degree=1,
+                           backend=backend)[1][0]
+        torch.testing.assert_close(batch[c], single, rtol=1e-5, atol=1e-5)  # batched products round apart
+        torch.testing.assert_close(shared[c], single, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(batch[0], batch[0] * 1.01)  # the features reach the image
+    with pytest.raises(ValueError, match="features"):
+        rasterize(*args, viewmats, Ks, 32, 24, features=features[:2], sh_degree=1, backend=backend)
