@@ -90,3 +90,16 @@ CASES = [
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_all_finite_equals_the_elementwise_test(dtype):
+    from distillcore.checks import all_finite
+
+    big = torch.finfo(dtype).max
+    cases = {"finite": torch.randn(1000, dtype=dtype), "nan": torch.tensor([1.0, NAN, 2.0], dtype=dtype),
+             "inf": torch.tensor([INF, 1.0], dtype=dtype), "-inf": torch.tensor([-INF], dtype=dtype),
+             "inf - inf": torch.tensor([INF, -INF], dtype=dtype),
+             "finite values whose sum overflows": torch.tensor([big, big, big], dtype=dtype)}
+    for name, x in cases.items():
+        assert all_finite(x) == bool(torch.isfinite(x).all()), name
