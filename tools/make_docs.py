@@ -261,10 +261,11 @@ def render_pointdistiller(d: dict) -> str:
         if per_seed:
             out.append("Per seed (BEV mAP): " + "; ".join(per_seed) + ".")
     scaling = d.get("speed_scaling")
-    if scaling and "pillars" in d["families"]:  # the scaling study times pillar detectors only
+    if scaling and "pillars" in d["families"]:
         rows = [[name, count(s["teacher_params"]), count(s["student_params"]), f"{s['teacher_forward_ms']:.1f}",
                  f"{s['student_forward_ms']:.1f}", f"{s['speedup']:.1f}x"] for name, s in scaling.items()]
-        out.append("Speed scaling of the pillar detector (untrained weights, preprocess + forward, 1 thread):\n\n"
+        out.append("Speed scaling, teacher against student (untrained weights; inference copies with BatchNorm "
+                   "folded, `distill3d.points.fusion`; preprocess + forward, 1 thread):\n\n"
                    + md_table(["teacher", "teacher params", "student params", "teacher ms", "student ms",
                                "speed-up"], rows))
     return _pd_config_line(d["config"], max(m["seeds"] for f in d["families"].values() for m in f.values())) \
@@ -464,9 +465,11 @@ def render_mirage(d: dict) -> str:
     t = d["setup"]["train"]
     head = settings_line(f"{d['setup']['seeds']} seeds, {t['epochs']} epochs of {t['samples_per_epoch']} samples; "
                          f"test ROC-AUC, mean ± std; sizes are tensor payloads, the random subset and the k-centre "
-                         f"coreset have the bytes of the Mirage set")
+                         f"coreset have the bytes of the Mirage set as PyG's int64 tensors, the compact-bytes "
+                         f"random subset as the Mirage file counts its own (integers in their smallest dtype)")
     coreset = any("gcn/kcenter" in ds["summary"] for ds in d["datasets"].values())
     covered = any("gcn/covered" in ds["summary"] for ds in d["datasets"].values())
+    compact = any("gcn/random_compact" in ds["summary"] for ds in d["datasets"].values())
     rows = []
     for name, ds in d["datasets"].items():
         s = ds["summary"]
@@ -485,12 +488,15 @@ def render_mirage(d: dict) -> str:
                 + ([pm(s[f"{model}/kcenter"]["roc_auc"]["mean"], s[f"{model}/kcenter"]["roc_auc"]["std"], 3)] if coreset else [])
                 + [f"{s[f'{model}/mirage_over_full']:.2f}"]
                 + ([pm(s[f"{model}/covered"]["roc_auc"]["mean"], s[f"{model}/covered"]["roc_auc"]["std"], 3),
-                    f"{s[f'{model}/covered_over_full']:.2f}"] if covered else []))
+                    f"{s[f'{model}/covered_over_full']:.2f}"] if covered else [])
+                + ([pm(s[f"{model}/random_compact"]["roc_auc"]["mean"], s[f"{model}/random_compact"]["roc_auc"]["std"], 3)]
+                   if compact else []))
     table = md_table(["data set", "train → distilled", "ratio", "distill CPU", "model", "full", "Mirage", "random"]
                      + (["k-centre"] if coreset else []) + ["Mirage/full"]
-                     + (["Mirage, covered readout", "covered/full"] if covered else []), rows,
+                     + (["Mirage, covered readout", "covered/full"] if covered else [])
+                     + (["random, compact bytes"] if compact else []), rows,
                      ["l", "l", "r", "r", "l", "r", "r", "r"] + (["r"] if coreset else []) + ["r"]
-                     + (["r", "r"] if covered else []))
+                     + (["r", "r"] if covered else []) + (["r"] if compact else []))
     h = d.get("hashing")
     if h:
         table += (f"\n\nDepth-{h['depth']} tree hashing of {h['nodes']:,} nodes ({h['edges']:,} edges): "

@@ -1,16 +1,23 @@
 r"""The distilled data set: per class, frequent computation-tree sets with their frequencies, one file.
 
-Stored (all in one ``torch.save`` file, written atomically):
+Stored (all in one ``torch.save`` file, written atomically; every integer tensor in the smallest
+dtype that holds its values, uint8 / int16 / int32 / int64, and CSR offsets as counts):
 
 - the decoding tables of only the trees the patterns use, level by level (a subtree shared by many
-  trees is stored once), with dense int32 ids;
-- ``pattern_ptr`` / ``pattern_trees``: CSR list of every pattern's top-level tree ids (a tree
-  repeats in multiset mode), ``pattern_class``, ``pattern_frequency`` (support count in its class) and
-  ``pattern_mass`` (readout mass in its class, the sampling weight);
-  for multi-task sets (molpcba-style) also ``pattern_task``: the pattern is frequent in class
-  ``pattern_class`` of that task;
+  trees is stored once), with dense ids;
+- every distinct pattern once: ``pattern_size`` / ``pattern_trees`` (its top-level tree ids; a tree
+  repeats in multiset mode) and ``pattern_entries``, the number of classes it is frequent in; then per
+  (pattern, class) entry ``entry_class``, ``entry_frequency`` (support count in that class) and
+  ``entry_mass`` (readout mass in that class, the sampling weight); for multi-task sets
+  (molpcba-style) also ``entry_task``: the pattern is frequent in class ``entry_class`` of that task.
+  A tree frequent in two classes is stored once with two (class, frequency, mass) entries;
 - the representative node / edge feature row of every label the trees use, and the feature spec
   the GNN encoder needs.
+
+In memory (and for training) the set is a list of (pattern, class) entries: ``pattern_ptr`` /
+``pattern_trees`` / ``pattern_class`` / ``pattern_frequency`` / ``pattern_mass`` per entry, in the order
+the file stores them (grouped by pattern). Files of the former format (``mirage-distilled-v1``: one
+int32 row per entry, a tree repeated for every class) still load.
 
 A pattern becomes one training graph (:meth:`DistilledDataset.to_graphs`): the disjoint union of its
 trees, unrolled with child -> parent edges, with ``root_mask`` marking the roots the readout pools.
@@ -38,16 +45,46 @@ from distillcore.serialization import load_state, save_atomic
 from .models import FeatureSpec
 from .trees import LevelTable, csr_gather, unroll_trees
 
-FORMAT = "mirage-distilled-v1"
+FORMAT = "mirage-distilled-v2"
+FORMAT_V1 = "mirage-distilled-v1"  # one row per (pattern, class) entry, int32 / int64 tensors: still read
 
 
-def graphs_nbytes(graphs: list[Data]) -> int:
-    """Bytes of the tensors of PyG graphs (x, edge_index, edge_attr, y): the data set's payload."""
+def smallest_int(values: torch.Tensor) -> torch.Tensor:
+    """``values`` in the smallest of uint8 / int16 / int32 / int64 that holds all of them (floats unchanged)."""
+    if values.is_floating_point() or values.dtype == torch.bool:
+        return values
+    low, high = (int(values.min()), int(values.max())) if values.numel() else (0, 0)
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        info = torch.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return values.to(dtype)
+    return values.to(torch.int64)
+
+
+def counts_to_ptr(counts: torch.Tensor) -> torch.Tensor:
+    """[n + 1] int32 CSR offsets of ``counts`` [n]."""
+    ptr = torch.zeros(counts.numel() + 1, dtype=torch.int32)
+    ptr[1:] = torch.cumsum(counts.long(), 0)
+    return ptr
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def graphs_nbytes(graphs: list[Data], compact: bool = False) -> int:
+    """Bytes of the tensors of PyG graphs (x, edge_index, edge_attr, y): the data set's payload.
+
+    Args:
+        compact: count every integer tensor of each graph in its smallest dtype (:func:`smallest_int`), as
+            the distilled file stores its own; otherwise in the dtype PyG holds (int64 for molecules).
+    """
     total = 0
     for g in graphs:
         for key in ("x", "edge_index", "edge_attr", "y"):
             value = getattr(g, key, None)
             if isinstance(value, torch.Tensor):
+                value = smallest_int(value) if compact else value
                 total += value.numel() * value.element_size()
     return total
 
@@ -78,23 +115,34 @@ class DistilledDataset:
         return self.pattern_class.numel()
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every tensor the file stores (what :attr:`nbytes` counts)."""
+        """Every tensor the file stores (what :attr:`nbytes` counts; module docstring): each distinct pattern
+        once with its (class, frequency, mass) entries, integers in their smallest dtype."""
+        sizes = (self.pattern_ptr[1:] - self.pattern_ptr[:-1]).tolist()
+        trees = self.pattern_trees.tolist()
+        offsets = self.pattern_ptr.tolist()
+        entries: dict[tuple[int, ...], list[int]] = {}  # distinct pattern -> its entries, in first-seen order
+        for p, start in enumerate(offsets[:-1]):
+            entries.setdefault(tuple(trees[start : start + sizes[p]]), []).append(p)
+        order = torch.tensor([p for found in entries.values() for p in found], dtype=torch.long)
         out = {
-            "node_features": self.node_features,
-            "pattern_ptr": self.pattern_ptr,
-            "pattern_trees": self.pattern_trees,
-            "pattern_class": self.pattern_class,
-            "pattern_frequency": self.pattern_frequency,
+            "node_features": smallest_int(self.node_features),
+            "pattern_size": smallest_int(torch.tensor([len(t) for t in entries], dtype=torch.long)),
+            "pattern_trees": smallest_int(torch.tensor([t for pattern in entries for t in pattern], dtype=torch.long)),
+            "pattern_entries": smallest_int(torch.tensor([len(found) for found in entries.values()], dtype=torch.long)),
+            "entry_class": smallest_int(self.pattern_class[order]),
+            "entry_frequency": smallest_int(self.pattern_frequency[order]),
         }
         if self.edge_features is not None:
-            out["edge_features"] = self.edge_features
+            out["edge_features"] = smallest_int(self.edge_features)
         if self.pattern_task is not None:
-            out["pattern_task"] = self.pattern_task
+            out["entry_task"] = smallest_int(self.pattern_task[order])
         if self.pattern_mass is not None:
-            out["pattern_mass"] = self.pattern_mass
+            out["entry_mass"] = self.pattern_mass[order]
         for l, table in enumerate(self.levels, start=1):
-            for key, value in asdict(table).items():
-                out[f"level{l}.{key}"] = value
+            out[f"level{l}.label"] = smallest_int(table.label)
+            out[f"level{l}.num_children"] = smallest_int(table.ptr[1:] - table.ptr[:-1])
+            out[f"level{l}.child_edge_label"] = smallest_int(table.child_edge_label)
+            out[f"level{l}.child"] = smallest_int(table.child)
         return out
 
     @property
@@ -107,7 +155,9 @@ class DistilledDataset:
         return self.original_nbytes / max(self.nbytes, 1)
 
     def save(self, path: str | Path) -> int:
-        """Writes the set to ``path`` atomically (temporary file, then rename); returns the file size."""
+        """Writes the set to ``path`` atomically (temporary file, then rename); returns the file size.
+        Loading it returns the entries grouped by pattern (the order :func:`~graphdistill.mirage.distill.distill`
+        already gives them)."""
         path = Path(path)
         state = {
             "format": FORMAT,
@@ -116,38 +166,61 @@ class DistilledDataset:
             "feature_spec": asdict(self.feature_spec),
             "original_nbytes": self.original_nbytes,
             "meta": self.meta,
+            "dtypes": {"node_features": _dtype_name(self.node_features.dtype)}
+            | ({} if self.edge_features is None else {"edge_features": _dtype_name(self.edge_features.dtype)}),
             "tensors": self.tensors(),
         }
         return save_atomic(state, path).stat().st_size
 
     @staticmethod
     def load(path: str | Path) -> "DistilledDataset":
+        """Reads a file of this format or of the former one (``mirage-distilled-v1``)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"distilled data set {path} does not exist (write one with `graphdistill mirage distill`)")
         state = load_state(path, what="distilled data set")
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
+        if not isinstance(state, dict) or state.get("format") not in (FORMAT, FORMAT_V1):
             raise ValueError(f"{path} is not a Mirage distilled data set (expected format {FORMAT!r})")
         t = state["tensors"]
-        levels = [
-            LevelTable(*(t[f"level{l}.{k}"] for k in ("label", "ptr", "child_edge_label", "child")))
-            for l in range(1, state["depth"] + 1)
-        ]
+        depth = state["depth"]
+        if state["format"] == FORMAT_V1:
+            levels = [LevelTable(*(t[f"level{l}.{k}"] for k in ("label", "ptr", "child_edge_label", "child"))) for l in range(1, depth + 1)]
+            node_features, edge_features = t["node_features"], t.get("edge_features")
+            pattern_ptr, pattern_trees, pattern_class = t["pattern_ptr"], t["pattern_trees"], t["pattern_class"]
+            pattern_frequency, pattern_task, pattern_mass = t["pattern_frequency"], t.get("pattern_task"), t.get("pattern_mass")
+        else:
+            def as_int32(key: str) -> torch.Tensor | None:  # the in-memory width of ids and counts
+                return t[key].to(torch.int32) if key in t else None
+
+            levels = [
+                LevelTable(as_int32(f"level{l}.label"), counts_to_ptr(t[f"level{l}.num_children"]),
+                           as_int32(f"level{l}.child_edge_label"), as_int32(f"level{l}.child"))
+                for l in range(1, depth + 1)
+            ]
+            dtypes = state["dtypes"]
+            node_features = t["node_features"].to(getattr(torch, dtypes["node_features"]))
+            edge_features = t["edge_features"].to(getattr(torch, dtypes["edge_features"])) if "edge_features" in t else None
+            # Entry e belongs to distinct pattern pattern_of[e]: repeat that pattern's trees for each entry.
+            pattern_of = torch.arange(t["pattern_size"].numel()).repeat_interleave(t["pattern_entries"].long())
+            positions, pattern_ptr = csr_gather(counts_to_ptr(t["pattern_size"]).long(), pattern_of)
+            pattern_ptr, pattern_trees = pattern_ptr.to(torch.int32), t["pattern_trees"].to(torch.int32)[positions]
+            pattern_class, pattern_frequency, pattern_task = as_int32("entry_class"), as_int32("entry_frequency"), as_int32("entry_task")
+            pattern_mass = t.get("entry_mass")
         return DistilledDataset(
-            state["depth"],
+            depth,
             state["num_classes"],
             levels,
-            t["node_features"],
-            t.get("edge_features"),
-            t["pattern_ptr"],
-            t["pattern_trees"],
-            t["pattern_class"],
-            t["pattern_frequency"],
+            node_features,
+            edge_features,
+            pattern_ptr,
+            pattern_trees,
+            pattern_class,
+            pattern_frequency,
             FeatureSpec(**state["feature_spec"]),
             state["original_nbytes"],
             state["meta"],
-            t.get("pattern_task"),
-            t.get("pattern_mass"),
+            pattern_task,
+            pattern_mass,
         )
 
     def sampling_weights(self, class_prior: bool = True) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """The distilled set: trees rebuilt from it give a GNN exactly the original root embeddings; file I/O."""
+from dataclasses import asdict, replace
+
 import pytest
 import torch
 from torch_geometric.data import Batch
 
 from graphdistill.data.graphs import GraphSplits, molecule_graph
 from graphdistill.mirage.distill import DistillConfig, distill
-from graphdistill.mirage.distilled import DistilledDataset, graphs_nbytes
+from graphdistill.mirage.distilled import DistilledDataset, graphs_nbytes, smallest_int
 from graphdistill.mirage.labels import DiscretizeConfig, discretize
 from graphdistill.mirage.mining import MiningConfig
 from graphdistill.mirage.models import FeatureSpec, GraphClassifier, ModelConfig
@@ -113,3 +115,95 @@ def test_distill_bad_input(tmp_path):
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a Mirage distilled data set"):
         DistilledDataset.load(tmp_path / "other.pt")
+
+
+def save_v1(distilled: DistilledDataset, path) -> int:
+    """Writes the file the former format (mirage-distilled-v1) wrote: one int32 row per (pattern, class)
+    entry, a tree repeated for every class, features in their own dtype; returns its payload in bytes."""
+    tensors = {
+        "node_features": distilled.node_features,
+        "pattern_ptr": distilled.pattern_ptr,
+        "pattern_trees": distilled.pattern_trees,
+        "pattern_class": distilled.pattern_class,
+        "pattern_frequency": distilled.pattern_frequency,
+        "edge_features": distilled.edge_features,
+        "pattern_mass": distilled.pattern_mass,
+    }
+    for l, table in enumerate(distilled.levels, start=1):
+        tensors.update({f"level{l}.{k}": v for k, v in asdict(table).items()})
+    torch.save({"format": "mirage-distilled-v1", "depth": distilled.depth, "num_classes": distilled.num_classes,
+                "feature_spec": asdict(distilled.feature_spec), "original_nbytes": distilled.original_nbytes,
+                "meta": distilled.meta, "tensors": tensors}, path)
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def entries(distilled: DistilledDataset) -> list[tuple]:
+    """(trees, class, task, frequency, mass) of every entry."""
+    ptr = distilled.pattern_ptr.tolist()
+    task = distilled.pattern_task.tolist() if distilled.pattern_task is not None else [0] * distilled.num_patterns
+    return [(tuple(distilled.pattern_trees[ptr[p] : ptr[p + 1]].tolist()), int(distilled.pattern_class[p]), task[p],
+             int(distilled.pattern_frequency[p]), float(distilled.pattern_mass[p])) for p in range(distilled.num_patterns)]
+
+
+def test_pattern_of_two_classes_stored_once_samples_as_the_two_copies(tmp_path):
+    """The v2 file stores a tree frequent in both classes once with two (class, frequency, mass) entries;
+    loaded, it gives the same training graphs and sampling weights as the former file of two copies."""
+    config = DistillConfig(depth=1, sweep=None, mining=MiningConfig(min_support=0.25))
+    distilled = distill(splits(), config)
+    in_both = distilled.num_patterns - torch.unique(distilled.pattern_trees).numel()
+    assert in_both > 0  # carbon trees root atoms of alcohols and amines alike
+    stored = distilled.tensors()
+    assert stored["pattern_trees"].numel() == distilled.num_patterns - in_both
+    assert stored["entry_class"].numel() == distilled.num_patterns
+    v1_bytes = save_v1(distilled, tmp_path / "v1.pt")
+    distilled.save(tmp_path / "v2.pt")
+    assert distilled.nbytes < v1_bytes / 2  # measured: 3.7x smaller on this set
+    former, current = DistilledDataset.load(tmp_path / "v1.pt"), DistilledDataset.load(tmp_path / "v2.pt")
+    for loaded in (former, current):
+        assert loaded.node_features.dtype == torch.long and torch.equal(loaded.node_features, distilled.node_features)
+        for a, b in zip(loaded.levels, distilled.levels, strict=True):
+            for x, y in zip(asdict(a).values(), asdict(b).values()):
+                assert x.dtype == y.dtype and torch.equal(x, y)
+    assert entries(former) == entries(current) == entries(distilled)
+    for class_prior in (True, False):
+        (g1, w1), (g2, w2) = former.to_graphs(class_prior), current.to_graphs(class_prior)
+        assert torch.equal(w1, w2)
+        for a, b in zip(g1, g2, strict=True):
+            for key in ("x", "edge_index", "edge_attr", "y", "root_mask"):
+                assert torch.equal(a[key], b[key]), key
+
+
+def test_entries_in_any_order_round_trip_grouped_by_pattern(tmp_path):
+    """Entries not grouped by pattern (and multi-task entries) come back grouped, each one unchanged."""
+    distilled = distill(splits(), DistillConfig(depth=2, sweep=None, mining=MiningConfig(min_support=0.25, max_pattern_size=2)))
+    order = torch.randperm(distilled.num_patterns, generator=torch.Generator().manual_seed(0))
+    sizes = (distilled.pattern_ptr[1:] - distilled.pattern_ptr[:-1])[order]
+    ptr = torch.zeros(order.numel() + 1, dtype=torch.int32)
+    ptr[1:] = torch.cumsum(sizes, 0)
+    trees = torch.cat([distilled.pattern_trees[distilled.pattern_ptr[p] : distilled.pattern_ptr[p + 1]] for p in order.tolist()])
+    shuffled = replace(distilled, pattern_ptr=ptr, pattern_trees=trees, pattern_class=distilled.pattern_class[order],
+                       pattern_frequency=distilled.pattern_frequency[order], pattern_mass=distilled.pattern_mass[order],
+                       pattern_task=torch.arange(order.numel(), dtype=torch.int32) % 2)
+    shuffled.save(tmp_path / "shuffled.pt")
+    loaded = DistilledDataset.load(tmp_path / "shuffled.pt")
+    assert sorted(entries(loaded)) == sorted(entries(shuffled))
+    patterns = [e[0] for e in entries(loaded)]
+    assert all(patterns.index(p) == i or patterns[i - 1] == p for i, p in enumerate(patterns))  # grouped
+    assert loaded.pattern_task.dtype == loaded.pattern_class.dtype == loaded.pattern_ptr.dtype == torch.int32
+
+
+@pytest.mark.parametrize("values,dtype", [([0, 255], torch.uint8), ([-1, 5], torch.int16), ([0, 256], torch.int16),
+                                          ([-40000, 0], torch.int32), ([0, 2**31], torch.int64), ([], torch.uint8)])
+def test_smallest_int_dtype(values, dtype):
+    stored = smallest_int(torch.tensor(values, dtype=torch.long))
+    assert stored.dtype == dtype and stored.long().tolist() == values
+    floats = torch.tensor([0.5, 300.0])
+    assert smallest_int(floats) is floats
+
+
+def test_graphs_nbytes_compact_counts_smallest_dtypes():
+    graph = splits().train[0]  # ethanol: 3 atoms x 9 int64 features, 4 directed bonds x 3 features, one label
+    assert graphs_nbytes([graph]) == 8 * (3 * 9 + 2 * 4 + 4 * 3 + 1)
+    assert graphs_nbytes([graph], compact=True) == 3 * 9 + 2 * 4 + 4 * 3 + 1  # every value fits uint8
+    graph.x = graph.x.float()
+    assert graphs_nbytes([graph], compact=True) == 4 * 3 * 9 + 2 * 4 + 4 * 3 + 1  # floats stay as they are
