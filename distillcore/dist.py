@@ -28,6 +28,7 @@ import pickle
 import queue as queue_module
 import signal
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -378,6 +379,13 @@ def gather_objects(obj: Any) -> list | None:
     return out
 
 
+def report_rank_failure(command: str, err: RankFailedError) -> int:
+    """Prints the one line that sums up a failed job of ``command`` (the failed rank's traceback is on
+    stderr above it) and returns the exit code, 1."""
+    print(f"{command}: error: {err} (the last complete checkpoint is kept; --resume continues it)", file=sys.stderr)
+    return 1
+
+
 def shard_bounds(n: int, world_size: int) -> list[int]:
     """Start of each rank's contiguous shard of ``n`` items, plus ``n``: sizes differ by at most one."""
     return [r * n // world_size for r in range(world_size)] + [n]
@@ -398,4 +406,4 @@ def barrier() -> None:
 __all__ = ["DEFAULT_TIMEOUT_S", "DistContext", "RankFailedError", "RendezvousError", "all_gather_variable",
            "all_reduce_sum",
            "all_to_all_variable", "barrier", "broadcast_object", "context", "exchange_counts", "gather_objects",
-           "in_torchrun_job", "init_from_env", "is_main", "launch", "rank_generator", "shard_bounds", "shutdown"]
+           "in_torchrun_job", "init_from_env", "is_main", "launch", "rank_generator", "report_rank_failure", "shard_bounds", "shutdown"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import sys
 
 from distillcore.config_cli import (ViewDistOptions, add_config_arguments, add_config_file_arguments,
                                     add_dist_options, add_run_options, apply_run_options, config_from_args,
@@ -55,7 +54,7 @@ def resolve_configs(args) -> tuple[TrainConfig, TrainCommand]:
 
 
 def cmd_train(args) -> int:
-    from distillcore.dist import RankFailedError, is_main
+    from distillcore.dist import RankFailedError, is_main, report_rank_failure
 
     from .pipeline import DEFAULT_CACHE, train_field
 
@@ -70,10 +69,8 @@ def cmd_train(args) -> int:
                                        progress=run.progress, plain=command.plain, downscale=command.downsample,
                                        overwrite=command.overwrite, nproc=ranks.nproc,
                                        dist_timeout=ranks.dist_timeout, views_per_rank=ranks.views_per_rank, **kwargs)
-    except RankFailedError as err:  # the rank's traceback is on stderr above; this is the summary line
-        print(f"distill3d train: error: {err} (the last complete checkpoint is kept; --resume continues it)",
-              file=sys.stderr)
-        return 1
+    except RankFailedError as err:
+        return report_rank_failure("distill3d train", err)
     if not is_main():  # the other ranks of a torchrun job: rank 0 reports
         return 0
     saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite")}

@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import sys
 
 from distillcore.config_cli import (ViewDistOptions, add_config_arguments, add_config_file_arguments,
                                     add_dist_options, add_run_options, apply_run_options, config_from_args,
@@ -74,7 +73,7 @@ def resolve_train_configs(args):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from distillcore.dist import RankFailedError, is_main
+    from distillcore.dist import RankFailedError, is_main, report_rank_failure
 
     from .pipeline import train_prd
 
@@ -87,10 +86,8 @@ def _train(args: argparse.Namespace) -> int:
                                progress=run.progress, overwrite=command.overwrite,
                                radiance_cache=command.radiance_cache, nproc=ranks.nproc,
                                views_per_rank=ranks.views_per_rank, dist_timeout=ranks.dist_timeout)
-    except RankFailedError as err:  # the rank's traceback is on stderr above; this is the summary line
-        print(f"distill3d inverse train: error: {err} (the last complete checkpoint is kept; --resume continues it)",
-              file=sys.stderr)
-        return 1
+    except RankFailedError as err:
+        return report_rank_failure("distill3d inverse train", err)
     if not is_main():  # the other ranks of a torchrun job: rank 0 reports
         return 0
     saved = {k: v for k, v in to_dict(command).items() if k not in ("out", "resume", "overwrite", "stage_steps")}

@@ -122,3 +122,10 @@ def test_bad_nproc_and_unreachable_rendezvous(monkeypatch):
         dist.init_from_env("cpu", timeout_s=2)
     assert time.monotonic() - start < 30
     assert not dist.context().distributed
+
+
+def test_rank_failure_is_reported_in_one_line(capsys):
+    err = dist.RankFailedError(1, "killed by signal SIGKILL")
+    assert dist.report_rank_failure("distill3d train", err) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distill3d train: error: rank 1 failed: killed by signal SIGKILL")
