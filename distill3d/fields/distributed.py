@@ -73,6 +73,20 @@ CHECKPOINT_DIR = "checkpoint_dist"
 STRATEGY_TENSORS = ("grad2d", "count", "radii", "ids")
 
 
+def scale_adam_for_batch(optimizers: list[torch.optim.Optimizer | None], batch: int) -> None:
+    """gsplat's rule for Adam on a batch of ``batch`` views: ``lr sqrt(B)``, ``eps / sqrt(B)``,
+    ``betas = 1 - B (1 - beta)`` (``None`` entries are skipped)."""
+    scale = math.sqrt(batch)
+    betas = tuple(1 - batch * (1 - beta) for beta in ADAM_BETAS)
+    for optimizer in optimizers:
+        if optimizer is None:
+            continue
+        for group in optimizer.param_groups:
+            group["lr"] *= scale
+            group["betas"] = betas
+            group["eps"] = group["eps"] / scale
+
+
 def redistribute_rows(t: Tensor, sizes: list[int], bounds: list[int]) -> Tensor:
     """Moves rows between ranks: this rank holds rows ``[sum(sizes[:r]), sum(sizes[:r+1]))`` of a global
     tensor (``sizes`` of every rank); returns its rows ``[bounds[r], bounds[r + 1])`` (collective)."""
@@ -219,16 +233,8 @@ class ShardedTrainer(Trainer):
 
     def _build_optimizers(self) -> None:
         super()._build_optimizers()
-        b = getattr(self, "batch", 1)
-        scale = math.sqrt(b)
-        betas = tuple(1 - b * (1 - beta) for beta in ADAM_BETAS)
-        for optimizer in [*self.optimizers.values(), self.decoder_optimizer, self.background_optimizer]:
-            if optimizer is None:
-                continue
-            for group in optimizer.param_groups:
-                group["lr"] *= scale
-                group["betas"] = betas
-                group["eps"] = group["eps"] / scale
+        scale_adam_for_batch([*self.optimizers.values(), self.decoder_optimizer, self.background_optimizer],
+                             getattr(self, "batch", 1))
 
     def means_lr(self, step: int) -> float:
         return super().means_lr(step) * math.sqrt(getattr(self, "batch", 1))
@@ -529,5 +535,5 @@ def _prepare_and_train(scene_dir: pathlib.Path, splits: SceneSplits, teacher: st
                          views_per_rank, resume, progress, fingerprint)
 
 
-__all__ = ["REBALANCE_TOLERANCE", "ShardedTrainer", "redistribute_rows", "shard_bounds", "train_field_sharded",
+__all__ = ["REBALANCE_TOLERANCE", "ShardedTrainer", "redistribute_rows", "scale_adam_for_batch", "shard_bounds", "train_field_sharded",
            "train_sharded"]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import pathlib
 import time
 
@@ -42,7 +41,7 @@ from distillcore.runs import RunDirectory, describe_mismatch, fingerprint_key, r
 from distillcore.serialization import write_json_atomic
 from distillcore.sharded_checkpoint import MANIFEST, load_sharded_checkpoint, reslice, save_sharded_checkpoint
 from distill3d.data import Scene, resolve_scene_dir
-from distill3d.fields.distributed import ADAM_BETAS, ShardedTrainer
+from distill3d.fields.distributed import ShardedTrainer, scale_adam_for_batch
 from distill3d.fields.metrics import image_ssim, psnr
 from distill3d.render.distributed import gather_cameras, rasterize_distributed
 
@@ -54,6 +53,12 @@ from .trainer import PRDTrainer, log
 CHECKPOINT_DIR = "checkpoint_dist"
 # state_dict entries of a PRDModel that hold one row per Gaussian (sharded); the rest (light) is replicated
 PER_GAUSSIAN_PREFIXES = ("gaussians.params.", "visibility")
+
+
+def per_gaussian_keys(state: dict[str, Tensor], n: int) -> set[str]:
+    """The ``state_dict`` entries of a model of ``n`` Gaussians that hold one row per Gaussian (sharded);
+    the rest (the light) is replicated."""
+    return {k for k, v in state.items() if k.startswith(PER_GAUSSIAN_PREFIXES) and v.shape[:1] == (n,)}
 
 
 def render_views_distributed(model: PRDModel,
@@ -91,8 +96,8 @@ def shard_model(model: PRDModel) -> PRDModel:
     n = len(model.gaussians)
     bounds = dist.shard_bounds(n, ctx.world_size)
     mine = slice(bounds[ctx.rank], bounds[ctx.rank + 1])
-    sharded = {k: (v[mine] if k.startswith(PER_GAUSSIAN_PREFIXES) and v.shape[:1] == (n,) else v)
-               for k, v in state.items()}
+    rows = per_gaussian_keys(state, n)
+    sharded = {k: (v[mine] if k in rows else v) for k, v in state.items()}
     return _from_state(model.config, sharded)
 
 
@@ -100,10 +105,8 @@ def shard_model(model: PRDModel) -> PRDModel:
 def merged_model(shard: PRDModel) -> PRDModel:
     """Every rank's shard joined in global order (collective; every rank gets the whole model)."""
     state = shard.state_dict()
-    n = len(shard.gaussians)
-    merged = {k: (torch.cat(dist.all_gather_variable(v.contiguous()))
-                  if k.startswith(PER_GAUSSIAN_PREFIXES) and v.shape[:1] == (n,) else v)
-              for k, v in state.items()}
+    rows = per_gaussian_keys(state, len(shard.gaussians))
+    merged = {k: (torch.cat(dist.all_gather_variable(v.contiguous())) if k in rows else v) for k, v in state.items()}
     return _from_state(shard.config, merged)
 
 
@@ -167,13 +170,7 @@ class ShardedPRDTrainer(PRDTrainer):
     # ----------------------------------------------------------------------------------- steps
     def _build_optimizers(self) -> None:
         super()._build_optimizers()
-        scale = math.sqrt(self.batch)
-        betas = tuple(1 - self.batch * (1 - beta) for beta in ADAM_BETAS)
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] *= scale
-                group["betas"] = betas
-                group["eps"] = group["eps"] / scale
+        scale_adam_for_batch(list(self.optimizers.values()), self.batch)
 
     def train_step(self) -> dict[str, float]:
         stage, scene, ctx = self.config.stages[self.stage_index], self.train_scene, self.ctx
@@ -220,8 +217,7 @@ class ShardedPRDTrainer(PRDTrainer):
     def save_checkpoint(self) -> pathlib.Path:
         """Writes this rank's shard (every rank calls it); returns the manifest's path."""
         state = self.model.state_dict()
-        n = len(self.model.gaussians)
-        per_gaussian = {k for k, v in state.items() if k.startswith(PER_GAUSSIAN_PREFIXES) and v.shape[:1] == (n,)}
+        per_gaussian = per_gaussian_keys(state, len(self.model.gaussians))
         adam = {name: {k: v.detach().cpu().clone() for k, v in optimizer.state_dict()["state"].get(0, {}).items()}
                 for name, optimizer in self.optimizers.items()}
         shard = {"model": {k: state[k].detach().cpu().clone() for k in per_gaussian},

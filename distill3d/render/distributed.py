@@ -45,6 +45,7 @@ from distill3d.render.rasterize import (
     _full_backgrounds,
     _stage_functions,
     native_status,
+    projection_meta,
     resolve_backend,
     split_composited,
 )
@@ -194,23 +195,8 @@ def rasterize_distributed(
     rows_sent = sum(int(t.shape[0]) for i, t in enumerate(send_floats) if i != ctx.rank)
     rows_from_others = sum(n for i, n in enumerate(received_counts) if i != ctx.rank)
     float_bytes = rows.shape[-1] * rows.element_size()
-    meta = {
-        "backend": backend,
-        "batch_ids": None,
-        "camera_ids": None,
-        "gaussian_ids": None,
-        "radii": radii,
-        "means2d": means2d,
-        "depths": depths,
-        "conics": conics,
-        "opacities": view_opacities,
-        "compensations": compensations,
-        "width": width,
-        "height": height,
-        "tile_size": tile_size,
-        "n_batches": 1,
-        "n_cameras": n_all,
-        "render_mode": render_mode,
+    meta = projection_meta(backend, radii, means2d, depths, conics, view_opacities, compensations, width, height,
+                           tile_size, n_all, render_mode) | {
         "camera_counts": camera_counts,
         "rows_sent": rows_sent,
         "rows_received": int(received.shape[0]),

@@ -207,6 +207,17 @@ def _full_backgrounds(backgrounds: Tensor | None, n_cameras: int, n_color: int, 
     return torch.cat([backgrounds, padding], dim=-1)
 
 
+def projection_meta(backend: str, radii: Tensor, means2d: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor,
+                    compensations: Tensor | None, width: int, height: int, tile_size: int, n_cameras: int,
+                    render_mode: str) -> dict[str, Any]:
+    """The keys of gsplat's unpacked ``meta`` that describe the projected Gaussians (what
+    ``gsplat.strategy.DefaultStrategy`` reads), shared by :func:`rasterize` and the distributed rasterizer."""
+    return {"backend": backend, "batch_ids": None, "camera_ids": None, "gaussian_ids": None, "radii": radii,
+            "means2d": means2d, "depths": depths, "conics": conics, "opacities": opacities,
+            "compensations": compensations, "width": width, "height": height, "tile_size": tile_size,
+            "n_batches": 1, "n_cameras": n_cameras, "render_mode": render_mode}
+
+
 def split_composited(image: Tensor, alpha: Tensor, n_color: int, n_depth: int, render_mode: str,
                      has_features: bool) -> tuple[Tensor, Tensor | None]:
     """The composited buffer ``[..., n_color + n_depth + F]`` as (render, feature image): "ED" modes turn the
@@ -295,28 +306,13 @@ def rasterize(
     )
 
     render, feature_image = split_composited(image, alpha, n_color, n_depth, render_mode, features is not None)
-    meta = {
-        "backend": backend,
-        "batch_ids": None,
-        "camera_ids": None,
-        "gaussian_ids": None,
-        "radii": radii,
-        "means2d": means2d,
-        "depths": depths,
-        "conics": conics,
-        "opacities": view_opacities,
-        "compensations": compensations,
+    meta = projection_meta(backend, radii, means2d, depths, conics, view_opacities, compensations, width, height,
+                           tile_size, n_cameras, render_mode) | {
         "tile_width": tile_width,
         "tile_height": tile_height,
         "tiles_per_gauss": tiles_per_gauss,
         "isect_ids": isect_ids,
         "flatten_ids": flatten_ids,
         "isect_offsets": isect_offsets,
-        "width": width,
-        "height": height,
-        "tile_size": tile_size,
-        "n_batches": 1,
-        "n_cameras": n_cameras,
-        "render_mode": render_mode,
     }
     return render, feature_image, alpha, meta
