@@ -24,8 +24,9 @@ they are scattered over memory, and at 1M Gaussians those reads are most of the 
 summed over a tile's pixels, then added per Gaussian in tile order (deterministic, see
 :func:`deterministic_backward`) or with atomics.
 
-The projection runs one OpenMP thread (CUDA thread) per Gaussian over all cameras, so its backward
-sums camera contributions without atomics.
+The CPU projection takes blocks of one SIMD vector of Gaussians (8 floats or 4 doubles, one Gaussian a
+lane, each lane rounding as the scalar code), CUDA one thread per Gaussian; either visits every camera,
+so the backward sums camera contributions without atomics.
 
 CPU tile binning fills per-tile buckets (count per chunk of Gaussians, prefix sums, fill in Gaussian order,
 all parallel) and sorts each bucket by depth with a radix sort, so it scales with cores and needs no

@@ -192,7 +192,8 @@ def _color_buffer(
         parts.append(depths[..., None])
     if features is not None:
         parts.append(features if features.dim() == 3 else features[None].expand(n_cameras, -1, -1))
-    return torch.cat(parts, dim=-1), n_color, n_depth
+    # A single part (e.g. colours alone) is the buffer as it is: concatenating it would copy [C, N, D] per call.
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)), n_color, n_depth
 
 
 def _full_backgrounds(backgrounds: Tensor | None, n_cameras: int, n_color: int, n_total: int, like: Tensor) -> Tensor | None:

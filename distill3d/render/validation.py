@@ -26,7 +26,8 @@ def check_geometry(means: Tensor, quats: Tensor, scales: Tensor) -> int:
         "the number of Gaussians N",
     )
     check_same_dtype_device({"means": means, "quats": quats, "scales": scales})
-    if n and bool((scales <= 0).any()):
+    # one reduction each (no [N] boolean tensor): these checks run on every rasterize call
+    if n and bool(scales.min() <= 0):
         raise ValueError(f"scales must be > 0 (they are standard deviations), got {int((scales <= 0).sum())} values <= 0")
     if n and bool((quats.norm(dim=-1) < MIN_QUAT_NORM).any()):
         bad = int((quats.norm(dim=-1) < MIN_QUAT_NORM).sum())
@@ -76,7 +77,7 @@ def check_planes(near_plane: float, far_plane: float, eps2d: float) -> None:
 def check_opacities(opacities: Tensor, n: int) -> None:
     """Opacities in [0, 1], one per Gaussian (pass ``sigmoid(logits)``, as for gsplat)."""
     check_tensor(opacities, "opacities", shape=(n,), floating=True, nonempty=False)
-    if opacities.numel() and bool(((opacities < 0) | (opacities > 1)).any()):
+    if opacities.numel() and (bool(opacities.min() < 0) or bool(opacities.max() > 1)):
         raise ValueError("opacities must lie in [0, 1] (pass sigmoid of the logits)")
 
 
