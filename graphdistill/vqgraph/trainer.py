@@ -9,7 +9,8 @@ labelled subset :math:`B_L`:
           \\mathrm{softmax}(\\mathrm{sim}(e^S, C)/\\tau)\\big),
 
 with the teacher's class probabilities :math:`p^T`, its code vectors :math:`z^T` and codebook
-:math:`C`. ``"mlp"`` keeps the CE term, ``"glnn"`` CE + soft labels, ``"vqgraph"`` all three.
+:math:`C`. ``"mlp"`` keeps the CE term (:math:`\\alpha = 1`), ``"glnn"`` CE + soft labels, ``"vqgraph"``
+all three (GLNN and VQGraph use :math:`\\alpha = 0`, see ``DistillConfig``).
 """
 from __future__ import annotations
 
@@ -154,8 +155,9 @@ def train_student(
             logits = student(x[nodes])
         mask = labelled[nodes]
         loss = logits.new_zeros(())
-        if bool(mask.any()):
-            loss = loss + distill.ce_weight * F.cross_entropy(logits[mask], y[nodes][mask])
+        ce_weight = 1.0 if mode == "mlp" else distill.ce_weight  # the baseline has no other term
+        if ce_weight > 0 and bool(mask.any()):
+            loss = loss + ce_weight * F.cross_entropy(logits[mask], y[nodes][mask])
         if mode != "mlp":
             loss = loss + distill.soft_label_weight * kd_kl_loss(logits, targets.logits[nodes], distill.temperature)
         if mode == "vqgraph":
