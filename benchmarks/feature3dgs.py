@@ -7,6 +7,10 @@ Three fields train on a scene (default: the committed distill3d/scenes/default, 
     decoder    + speed-up decoder: D_low rendered channels, 1x1 conv to 112 (PCA-initialised, see
                distill3d.fields.decoder); ``--low-dims 8 16 32 64`` adds one row ``decoder_<k>`` per width
 
+and, from the trained ``feature`` field without training, one row ``compressed_<k>`` per width: the field
+compressed into the teacher's top-k PCA (``FeatureField.compressed``: each Gaussian's feature replaced by
+its coordinates in that subspace, the decoder set to the basis).
+
 Reported per field at the held-out views: PSNR / SSIM, feature cosine similarity to the teacher's
 map of the held-out image, query-segmentation mIoU against the object masks, training time, and CPU
 render FPS (RGB + features, one view at a time). Segmentation protocol: one mask-mean prototype per
@@ -21,15 +25,16 @@ trained as from photos: no depth maps (``init.method = random``), a sky sphere o
 the held-out PSNR is recorded along training, and the first step / time at >= 30 dB is reported.
 
 ``--speed-size 256`` (and more sizes) times the feature render alone on one geometry: the trained
-``feature`` field's Gaussians rendered with their D features, and with D_low features (their PCA
-coordinates) plus the 1x1 decode, at each size, so the ratio isolates the compositing of D channels.
+``feature`` field's Gaussians rendered with their D features, and compressed to D_low (the
+``compressed_<k>`` rows) plus the 1x1 decode, at each size, so the ratio isolates the compositing of D
+channels.
 
 Usage::
 
     python benchmarks/feature3dgs.py                          # default scene (feature3dgs.json)
     python benchmarks/feature3dgs.py --quick                  # reduced steps
     python benchmarks/feature3dgs.py --scene outdoor --out benchmarks/results/feature3dgs_outdoor.json \\
-        --eval-every 250 --steps 2000
+        --eval-every 250 --steps 3000 --modes feature --workdir benchmarks/.cache/runs/outdoor   # resumable
     python benchmarks/feature3dgs.py --modes feature decoder --low-dims 8 16 32 64 --speed-size 256 512 \\
         --out benchmarks/results/feature3dgs_decoder.json
 """
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 import tempfile
@@ -62,6 +68,7 @@ FPS_REPEATS = 2
 SPEED_REPEATS = 3  # rounds of the feature-render speed table (fastest kept)
 MODES = ("plain", "feature", "decoder")
 TARGET_PSNR = 30.0
+DEFAULT_CHECKPOINT_EVERY = 250  # steps between checkpoints of a --workdir run without --eval-every
 # photos without alpha (the outdoor recipe): no depth maps, random points in the cube of half-side
 # 1.5 camera distances around the focus (ground and walls reach past the cameras), a sky sphere
 OUTDOOR_SETTINGS = {"init": {"method": "random", "random_radius": 1.5, "sky_points": 4000}}
@@ -121,18 +128,14 @@ def feature_render_speed(trainer: Trainer, scene, maps: list[torch.Tensor], low_
     RGB in the same pass (as in training) and features alone (a segmentation query needs no colour).
     Widths are timed interleaved and each keeps its fastest of ``repeats`` rounds over the views, so
     load from other processes on a shared machine inflates all widths alike and the minimum stays."""
-    from distill3d.fields.decoder import SpeedUpDecoder
     from distill3d.render import rasterize
 
     g = trainer.field.gaussians
     teacher_dim = g.features.shape[1]
     widths = {teacher_dim: (g.features.contiguous(), None)}
     for k in low_dims:
-        mean, basis = teacher_pca(maps, k)
-        decoder = SpeedUpDecoder(k, teacher_dim)
-        decoder.init_pca(mean, basis)
-        low = torch.linalg.lstsq(basis, (g.features - mean).T).solution.T.contiguous()
-        widths[k] = (low, decoder)
+        low = trainer.field.compressed(*teacher_pca(maps, k))
+        widths[k] = (low.gaussians.features.contiguous(), low.decoder)
     views = list(range(min(scene.num_views, 4)))
     out = {}
     for size in sizes:
@@ -142,9 +145,12 @@ def feature_render_speed(trainer: Trainer, scene, maps: list[torch.Tensor], low_
         for with_rgb in (True, False):
             def render(features, decoder):
                 for i in views:
+                    # without colours the one-channel depth is the cheapest mode rasterize offers
                     _, feats, _, _ = rasterize(g.means, g.quats, g.activated_scales, g.activated_opacities,
                                                g.sh_coeffs if with_rgb else None, scene.viewmats[i:i + 1],
-                                               Ks[i:i + 1], size, size, features=features, sh_degree=g.sh_degree,
+                                               Ks[i:i + 1], size, size, features=features,
+                                               sh_degree=g.sh_degree if with_rgb else None,
+                                               render_mode="RGB" if with_rgb else "D",
                                                backend=trainer.config.backend)
                     if decoder is not None:
                         decoder(feats.permute(0, 3, 1, 2))
@@ -161,6 +167,8 @@ def feature_render_speed(trainer: Trainer, scene, maps: list[torch.Tensor], low_
             print(f"feature render {size}x{size} {'with RGB' if with_rgb else 'features only'}: "
                   + ", ".join(f"D={k}: {1000 * v:.1f} ms" for k, v in best.items()), flush=True)
         out[str(size)] = table
+    # the machine's load while timing (sizes are the other keys)
+    out.update({"rounds": repeats, "load_average": [round(v, 2) for v in os.getloadavg()]})
     return out
 
 
@@ -243,10 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=0, help="held-out PSNR every N steps (0: only at the end)")
     parser.add_argument("--speed-size", type=int, nargs="*", default=[],
                         help="square sizes of the feature-render speed table (needs the feature mode)")
+    parser.add_argument("--speed-repeats", type=int, default=SPEED_REPEATS,
+                        help="rounds of the speed table (each width keeps its fastest; more on a loaded machine)")
     parser.add_argument("--override", default="{}", help="JSON merged into every field's TrainConfig")
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path("benchmarks/.cache/features"),
                         help="teacher feature cache")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="JSON results path")
+    parser.add_argument("--workdir", type=pathlib.Path, default=None,
+                        help="run folders kept here, checkpointed every --eval-every steps (else 250): an "
+                             "interrupted benchmark resumes its fields (default: a temporary folder)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
                         help="fields to train; rows of other modes already in --out with the same settings are "
                              "kept, so a long benchmark can run in several processes")
@@ -270,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher_eval = [maps[n] for n in test.names]
     rows["teacher"]["class_iou"] = class_ious([maps[train.names[i]] for i in reference], ref_masks, teacher_eval,
                                               test_masks, num_classes)
-    runs = tempfile.TemporaryDirectory(prefix="feature3dgs-")
+    runs = None if args.workdir else tempfile.TemporaryDirectory(prefix="feature3dgs-")
+    run_root = args.workdir or pathlib.Path(runs.name)
     settings = {"scene": str(scene_dir), "teacher": args.teacher, "steps": args.steps, "initial_points": args.points,
                 "decoder_low_dim": args.low_dim, "decoder_init": args.decoder_init, "downscale": args.downscale,
                 "resolution": [train.height, train.width], "override": json.loads(args.override),
@@ -287,27 +301,50 @@ def main(argv: list[str] | None = None) -> int:
     for mode, low_dim in jobs:
         name = mode if low_dim is None else f"decoder_{low_dim}"
         cfg = make_config(args, mode, low_dim)
-        trainer = Trainer(train, cfg, pathlib.Path(runs.name) / name, maps, test, name=prepared.name)
+        if args.workdir:
+            cfg.checkpoint_every = args.eval_every or DEFAULT_CHECKPOINT_EVERY
+        trainer = Trainer(train, cfg, run_root / name, maps, test, name=prepared.name)
+        if args.workdir and trainer.checkpoint_path.is_file():
+            trainer.resume()
+        resumed_from = trainer.step
         metrics = trainer.train(progress=True)
-        row = {k: metrics[k] for k in ("psnr", "ssim", "train_seconds", "num_gaussians")}
+        row = {k: metrics[k] for k in ("psnr", "ssim", "num_gaussians")}
+        row["train_seconds"] = metrics["total_train_seconds"]  # a resumed field adds its runs' times
+        if resumed_from:
+            row["resumed_from_step"] = resumed_from
         if args.eval_every:
-            row.update(psnr_curve_summary(trainer.history, metrics["train_seconds"] / metrics["step"]))
-        if trainer.use_features:
-            row["feature_cosine"] = metrics["feature_cosine"]
+            row.update(psnr_curve_summary(trainer.history, metrics["total_train_seconds"] / metrics["step"]))
+        def segmentation(row: dict) -> None:
             field_ref = rendered_maps(trainer, train, reference)
             field_eval = rendered_maps(trainer, test, list(range(test.num_views)))
             row["miou"] = segmentation_miou(field_ref, ref_masks, field_eval, test_masks, num_classes)
             row["class_iou"] = class_ious(field_ref, ref_masks, field_eval, test_masks, num_classes)
+
+        if trainer.use_features:
+            row["feature_cosine"] = metrics["feature_cosine"]
+            segmentation(row)
+        if mode == "feature":
+            # the trained field compressed afterwards into the teacher's top-k PCA (FeatureField.compressed)
+            full_field = trainer.field
+            for k in sorted({args.low_dim, *args.low_dims}):
+                trainer.field = full_field.compressed(*teacher_pca([maps[n] for n in train.names], k))
+                compressed = {key: value for key, value in trainer.evaluate().items()
+                              if key in ("psnr", "ssim", "feature_cosine")}
+                segmentation(compressed)
+                rows[f"compressed_{k}"] = compressed
+            trainer.field = full_field
         if args.photos:
             row["region_psnr"] = region_psnr(trainer, test)
         row["render_fps"] = render_fps(trainer, test, with_features=trainer.use_features)
         if mode == "feature" and args.speed_size:
             speed = feature_render_speed(trainer, test, [maps[n] for n in train.names],
-                                         sorted({args.low_dim, *args.low_dims}), args.speed_size)
+                                         sorted({args.low_dim, *args.low_dims}), args.speed_size,
+                                         args.speed_repeats)
         rows[name] = row
         print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'psnr_curve'})}", flush=True)
         results(args, settings, rows, speed)
-    runs.cleanup()
+    if runs is not None:
+        runs.cleanup()
     result = results(args, settings, rows, speed)
 
     print(f"\nFeature 3DGS on {scene_dir.name} at {train.width}x{train.height} ({args.steps} steps, "

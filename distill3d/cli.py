@@ -15,7 +15,7 @@ GROUPS = [
     ("teachers", "distill3d.teachers.cli", "list 2D teachers, cache and visualise their features"),
     ("train", "distill3d.fields.cli", "train a Feature 3DGS field on a scene"),
     ("render", "distill3d.fields.render_cli", "render RGB / feature / PCA images and videos"),
-    ("query", "distill3d.query.cli", "segment, prompt and edit a trained field"),
+    ("query", "distill3d.query.cli", "segment, prompt, edit and compress a trained field"),
     ("points", "distill3d.points.cli", "PointDistiller: simulate LiDAR, train, distill, evaluate detectors"),
     ("inverse", "distill3d.inverse.cli", "progressive radiance distillation: materials, light, relighting"),
     ("view", "distill3d.viewer.cli", "browser viewer: render modes, click to segment, edit, relight (extra [viewer])"),

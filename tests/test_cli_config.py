@@ -126,6 +126,7 @@ COMMANDS = [  # (console module, command path, module that must import)
     ("distill3d.cli", ["query", "segment"], "distill3d.query.cli"),
     ("distill3d.cli", ["query", "miou"], "distill3d.query.cli"),
     ("distill3d.cli", ["query", "edit"], "distill3d.query.cli"),
+    ("distill3d.cli", ["query", "compress"], "distill3d.query.cli"),
     ("distill3d.cli", ["points", "simulate"], "distill3d.points.cli"),
     ("distill3d.cli", ["points", "train"], "distill3d.points.cli"),
     ("distill3d.cli", ["points", "distill"], "distill3d.points.cli"),

@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
+from distillcore.checks import check_tensor
 from distillcore.serialization import load_state, save_atomic
 
 from distill3d.gaussians import GaussianInitConfig, Gaussians
@@ -96,6 +98,30 @@ class FeatureField(nn.Module):
         """Per-Gaussian features in the teacher's space ``[N, D]`` (decoded when a decoder is used)."""
         features = self.gaussians.features
         return self.decoder.decode_rows(features) if self.decoder is not None else features
+
+    @torch.no_grad()
+    def compressed(self, mean: Tensor, basis: Tensor) -> "FeatureField":
+        """This field compressed after training into a decoder field of ``k`` rendered channels.
+
+        Each Gaussian's teacher-space feature ``f_i`` (:meth:`gaussian_features`) is replaced by its
+        least-squares coordinates in the affine subspace ``mean + basis`` (e.g. the teacher's top-k PCA,
+        :func:`~distill3d.fields.decoder.teacher_pca`), ``c_i = argmin_c |basis c + mean - f_i|``, and the
+        decoder is ``W = basis``, ``b = mean``: the render costs ``k`` channels instead of ``D``, and what is
+        dropped is the part of each feature outside the teacher's principal directions.
+
+        Shapes:
+            mean: ``[D]``; basis: ``[D, k]``.
+        """
+        check_tensor(mean, "mean", shape=(self.teacher_dim,), floating=True)
+        check_tensor(basis, "basis", shape=(self.teacher_dim, None), floating=True)
+        features = self.gaussian_features()
+        coords = torch.linalg.lstsq(basis.to(features), (features - mean.to(features)).T).solution.T
+        params = dict(self.gaussians.params.items())
+        standard = {k: params.pop(k) for k in ("means", "quats", "scales", "opacities", "sh0", "shN")}
+        params["features"] = coords
+        out = FeatureField(Gaussians(**standard, extras=params), self.teacher_dim, basis.shape[1])
+        out.decoder.init_pca(mean.to(features), basis.to(features))
+        return out.to(features.device)
 
     def config_dict(self) -> dict:
         return {"teacher_dim": self.teacher_dim,

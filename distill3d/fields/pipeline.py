@@ -18,6 +18,7 @@ from torch import Tensor
 from distill3d.data import Scene, resolve_scene_dir
 from distill3d.data.splits import SceneSplits, load_scene_splits
 from distill3d.teachers import build_teacher, scene_features
+from distill3d.teachers.cache import DEFAULT_CACHE
 
 from distillcore.dist import DEFAULT_TIMEOUT_S, in_torchrun_job
 from distillcore.runs import RunDirectory, RunError, run_fingerprint
@@ -27,8 +28,6 @@ from .config import SceneDataConfig, TrainConfig
 from .trainer import Trainer, load_field_checkpoint
 
 log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
-
-DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "distillkit" / "features"
 
 
 @dataclass

@@ -127,6 +127,7 @@ class Trainer:
         self.step = 0
         self.checkpoint_step: int | None = None  # step of the last checkpoint written or resumed
         self.history: list[dict] = []
+        self.total_train_seconds = 0.0  # over every run of this field: a resumed run adds its time
         # inputs' fingerprint (distillcore.runs), stored in checkpoints; resume refuses another one
         self.fingerprint: dict | None = None
         self.background_mode = parse_background(config.background)
@@ -263,6 +264,7 @@ class Trainer:
         # loss / PSNR curves when tensorboard is installed (one writer per run: rank 0 of a sharded run)
         tb = ScalarWriter(self.out_dir / "tb", enabled=self.writes_reports)
         started = time.perf_counter()
+        earlier_seconds = self.total_train_seconds
         while self.step < stop:
             with deterministic_algorithms(cfg.deterministic):
                 logs = self.train_step()
@@ -275,10 +277,13 @@ class Trainer:
                 self.history.append({"step": self.step, **self.evaluate()})
                 tb.add_scalars(self.history[-1], self.step, prefix="test/")
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.total_train_seconds = earlier_seconds + time.perf_counter() - started
                 self.save_checkpoint()
         bar.close()
+        elapsed = time.perf_counter() - started
+        self.total_train_seconds = earlier_seconds + elapsed
         metrics = {"step": self.step, "num_gaussians": self.field.num_gaussians,
-                   "train_seconds": time.perf_counter() - started,
+                   "train_seconds": elapsed, "total_train_seconds": self.total_train_seconds,
                    "background": [round(float(v), 6) for v in self.background()]}  # `render` reuses it
         if self.step == cfg.steps and self.test_scene is not None:
             metrics.update(self.evaluate())
@@ -337,6 +342,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "generator": self.generator.get_state(),
             "history": self.history,
+            "total_train_seconds": self.total_train_seconds,
             "fingerprint": self.fingerprint,
         }
 
@@ -376,6 +382,9 @@ class Trainer:
         self.step = state["step"]
         self.checkpoint_step = self.step
         self.history = state["history"]
+        # checkpoints written before this key: the times of the finished runs in the history
+        self.total_train_seconds = state.get("total_train_seconds",
+                                             sum(h.get("train_seconds", 0.0) for h in self.history))
         return self.step
 
 

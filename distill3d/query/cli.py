@@ -1,5 +1,6 @@
 """`distill3d query`: segment a trained field's rendered features by a query, score mIoU against a
-scene's object masks, and edit the field (delete / extract / recolor the Gaussians matching a query)."""
+scene's object masks, edit the field (delete / extract / recolor the Gaussians matching a query) and
+compress its features for a faster render."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,6 +55,19 @@ class MiouOptions(ViewOptions):
 class EditOptions(QueryOptions):
     """`distill3d query edit` options."""
     color: tuple[float, float, float] = (1.0, 0.0, 0.0)  # new colour for recolor, values in [0, 1]
+
+
+@dataclasses.dataclass
+class CompressOptions:
+    """`distill3d query compress` options: the field's features compressed into the teacher's top-k PCA of
+    the scene's training views (``FeatureField.compressed``), rendered as D_low channels plus a 1x1 decode."""
+    low_dim: int = 16  # rendered feature channels after compression (D_low)
+    teacher: str = "efficientnet-lite0"  # the teacher the field was trained with (its maps give the PCA)
+    cache: pathlib.Path | None = None  # teacher feature cache folder (None: ~/.cache/distillkit/features)
+
+    def validate(self) -> None:
+        if self.low_dim < 1:
+            raise ValueError(f"--low-dim must be >= 1, got {self.low_dim}")
 
 
 def _scene(args, split: str):
@@ -163,6 +177,35 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    from distillcore.runs import check_output_is_not_input
+
+    from distill3d.data import resolve_scene_dir
+    from distill3d.fields.decoder import teacher_pca
+    from distill3d.fields.field import FeatureField
+    from distill3d.fields.pipeline import read_splits
+    from distill3d.teachers import build_teacher, scene_features
+    from distill3d.teachers.cache import DEFAULT_CACHE
+
+    check_output_is_not_input(args.out, args.field, "--out")
+    check_output_is_not_input(args.out.with_suffix(".decoder.pt"), args.field.with_suffix(".decoder.pt"), "--out")
+    field = FeatureField.load(args.field)
+    if not args.low_dim <= field.teacher_dim:
+        raise ValueError(f"--low-dim must be at most the field's teacher width {field.teacher_dim}, got {args.low_dim}")
+    teacher = build_teacher(args.teacher)
+    if teacher.dim != field.teacher_dim:  # before any image goes through it
+        raise ValueError(f"teacher {args.teacher} gives {teacher.dim}-d maps but {args.field} carries "
+                         f"{field.teacher_dim}-d features: pass the teacher the field was trained with")
+    scene_dir = resolve_scene_dir(args.scene)
+    train = read_splits(scene_dir).train  # the training views, as `distill3d train` fed them to the teacher
+    maps = scene_features([train], scene_dir.name, teacher, args.cache or DEFAULT_CACHE)
+    compressed = field.compressed(*teacher_pca([maps[name] for name in train.names], args.low_dim))
+    compressed.save(args.out)
+    print(f"compressed {field.feature_dim} -> {args.low_dim} rendered channels "
+          f"({field.num_gaussians} Gaussians) -> {args.out} + {args.out.with_suffix('.decoder.pt').name}")
+    return 0
+
+
 def _resolved(options_cls, command):
     """``command`` run on ``args`` completed with the resolved ``options_cls`` (defaults < --config < flags)."""
     def run(args) -> int:
@@ -199,3 +242,9 @@ def add_parser(subparsers, name: str, help: str) -> None:
     p.add_argument("--action", choices=["delete", "extract", "recolor"], required=True, help="what to do")
     p.add_argument("--out", type=pathlib.Path, required=True, help="output PLY of the edited field")
     p.set_defaults(func=_resolved(EditOptions, cmd_edit))
+
+    p = sub.add_parser("compress", help="compress the field's features to D_low channels (teacher PCA + 1x1 "
+                                        "decoder) for a faster feature render")
+    common(p, CompressOptions)
+    p.add_argument("--out", type=pathlib.Path, required=True, help="output PLY of the compressed field")
+    p.set_defaults(func=_resolved(CompressOptions, cmd_compress))

@@ -29,6 +29,9 @@ from .base import Teacher, check_image
 
 log = logging.getLogger(f"distillkit.{__name__}")
 
+# where the command lines keep teacher features unless told otherwise
+DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "distillkit" / "features"
+
 
 def image_digest(image: Tensor) -> str:
     """A content hash of ``image`` (its float32 bytes)."""

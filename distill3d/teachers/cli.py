@@ -10,7 +10,7 @@ import torch
 from distillcore.config_cli import (add_config_arguments, add_config_file_arguments, add_run_options,
                                     apply_run_options, config_from_args)
 
-DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "distillkit" / "features"
+from .cache import DEFAULT_CACHE
 
 
 @dataclasses.dataclass

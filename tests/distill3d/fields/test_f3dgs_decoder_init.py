@@ -56,3 +56,39 @@ def test_trainer_starts_the_decoder_at_the_training_maps_pca(tmp_path):
     config.decoder.init = "random"
     other = Trainer(train, config, tmp_path / "random", maps, test)
     assert not torch.allclose(other.field.decoder.conv.bias.detach(), mean)
+
+
+def test_compressed_field_keeps_the_projection_and_renders_its_blend():
+    """FeatureField.compressed: features in mean + span(basis) survive exactly; others become their
+    orthogonal projection (normal equations); the decoded render is W blend(c) + b = the original
+    render of the projected features plus mean (1 - alpha), as blending is linear."""
+    from distill3d.fields.field import FeatureField
+    from distill3d.gaussians import GaussianInitConfig
+
+    g = torch.Generator().manual_seed(0)
+    n, dim, k = 40, 6, 3
+    points = torch.randn(n, 3, generator=g) * 0.2 + torch.tensor([0.0, 0.0, 2.0])
+    field = FeatureField.from_points(points, None, 0, dim, GaussianInitConfig(sh_degree=0, feature_dim=dim))
+    mean, basis = torch.randn(dim, generator=g), torch.randn(dim, k, generator=g)
+    inside = mean + torch.randn(n, k, generator=g) @ basis.T
+    with torch.no_grad():
+        field.gaussians.params["features"].copy_(inside)
+    small = field.compressed(mean, basis)
+    assert small.feature_dim == k and small.decoder.low_dim == k and small.num_gaussians == n
+    torch.testing.assert_close(small.gaussian_features(), inside, atol=1e-4, rtol=1e-4)
+
+    outside = inside + torch.randn(n, dim, generator=g)
+    with torch.no_grad():
+        field.gaussians.params["features"].copy_(outside)
+    small = field.compressed(mean, basis)
+    residual = small.gaussian_features() - outside
+    torch.testing.assert_close(residual @ basis, torch.zeros(n, k), atol=1e-4, rtol=0)  # orthogonal to the span
+
+    viewmats, Ks = torch.eye(4)[None], torch.tensor([[[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]])
+    with torch.no_grad():
+        decoded = small.render(viewmats, Ks, 16, 16, backend="torch")
+        field.gaussians.params["features"].copy_(small.gaussian_features())
+        full = field.render(viewmats, Ks, 16, 16, backend="torch")
+    assert float(full.alpha.min()) < 0.1 and float(full.alpha.max()) > 0.5  # the blend over zero matters
+    torch.testing.assert_close(decoded.features, full.features + mean[None, :, None, None] * (1 - full.alpha),
+                               atol=1e-4, rtol=1e-4)

@@ -66,10 +66,13 @@ def test_resume_is_bit_identical(tmp_path):
     straight.train(progress=False)
 
     first = Trainer(train, config(), tmp_path / "b", maps, test)
-    first.train(progress=False, until=3)
+    first_run = first.train(progress=False, until=3)
     resumed = Trainer(train, config(), tmp_path / "b", maps, test)
     assert resumed.resume() == 3
-    resumed.train(progress=False)
+    # the training time of the interrupted run comes back with it, and the second run adds its own
+    assert resumed.total_train_seconds == first_run["total_train_seconds"] == first_run["train_seconds"] > 0
+    second_run = resumed.train(progress=False)
+    assert second_run["total_train_seconds"] == pytest.approx(first_run["train_seconds"] + second_run["train_seconds"])
 
     a, b = straight.field.state_dict(), resumed.field.state_dict()
     assert a.keys() == b.keys()

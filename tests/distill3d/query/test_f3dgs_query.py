@@ -117,3 +117,33 @@ def test_prototype_segmentation_and_miou():
         assert segmentation_miou([features], [labels], [coarse], [labels], 3) == pytest.approx(expected, abs=0.01)
     with pytest.raises(ValueError, match="never appear"):
         segmentation_miou([features], [labels.clamp(max=1)], [features], [labels], 3)
+
+
+def test_compress_command_writes_the_teacher_pca_field(tmp_path, capsys, monkeypatch):
+    """`distill3d query compress`: the PLY + decoder it writes hold FeatureField.compressed of the field in
+    the teacher's top-k PCA of the scene's training views; a teacher of another width is one clear error."""
+    import sys
+
+    from distill3d.cli import console_main, main
+    from distill3d.data import default_scene_dir
+    from distill3d.fields.decoder import teacher_pca
+    from distill3d.fields.pipeline import prepare_scene
+
+    field = make_field(torch.randn(20, 40))
+    field.save(tmp_path / "field.ply")
+    cache = tmp_path / "cache"
+    out = tmp_path / "small.ply"
+    common = ["query", "compress", str(tmp_path / "field.ply"), "--scene", str(default_scene_dir()),
+              "--cache", str(cache), "--low-dim", "4"]
+    assert main([*common, "--teacher", "efficientnet-lite0-s8", "--out", str(out)]) == 0
+    small = FeatureField.load(out)
+    assert small.decoder is not None and small.feature_dim == 4 and small.teacher_dim == 40
+    prepared = prepare_scene(default_scene_dir(), "efficientnet-lite0-s8", cache, progress=False)
+    expected = field.compressed(*teacher_pca([prepared.teacher_maps[n] for n in prepared.train.names], 4))
+    torch.testing.assert_close(small.gaussian_features(), expected.gaussian_features(), atol=1e-5, rtol=1e-5)
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["distill3d", *common, "--teacher", "efficientnet-lite0",
+                                      "--out", str(tmp_path / "x.ply")])
+    assert console_main() == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "gives 112-d maps" in error[0], error
