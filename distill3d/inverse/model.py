@@ -21,7 +21,8 @@ with ``alpha_p`` the progress map (``ModelConfig.progress == "one"`` fixes it to
 With ``ModelConfig.visibility.enabled``, :meth:`PRDModel.bake_visibility` traces each Gaussian's
 visibility of the environment (``visibility.py``; a buffer ``[N, D]`` saved with the model) and the same
 pass splats, per Gaussian, the irradiance its occluders remove under the light being rendered and its
-specular visibility; shading subtracts and multiplies them.
+specular visibility; shading subtracts and multiplies them. With ``config.init.albedo_deshadow`` the bake
+also divides the shadowing of the initial light out of the initial albedo (:meth:`PRDModel.deshadow_albedo`).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from distill3d.render import rasterize
 from .brdf_lut import brdf_lut
 from .config import ModelConfig
 from .cubemap import EnvironmentMap
-from .normals import gaussian_normals, pixel_view_directions
+from .normals import gaussian_normals, pixel_view_directions, shortest_axes
 from .shading import PreparedLight, prepare_light, reflect, shade
 from .visibility import bake_visibility, fibonacci_directions, occluded_irradiance, specular_visibility
 
@@ -161,13 +162,53 @@ class PRDModel(nn.Module):
 
     @torch.no_grad()
     def bake_visibility(self, scene_scale: float) -> Tensor:
-        """Traces ``V`` [N, D] of the current Gaussians (``visibility.bake_visibility``) and keeps it."""
+        """Traces ``V`` [N, D] of the current Gaussians (``visibility.bake_visibility``) and keeps it; with
+        ``config.init.albedo_deshadow`` (and the albedo from the radiance colour) then divides the shadows out
+        of the initial albedo (:meth:`deshadow_albedo`). The trainers bake once, right after
+        :meth:`from_radiance`."""
         g, cfg = self.gaussians, self.config.visibility
         self.visibility = bake_visibility(g.means.detach(), g.quats.detach(), g.activated_scales.detach(),
                                           g.activated_opacities.detach(), self.visibility_directions,
                                           cfg.ray_offset * scene_scale, cfg.grid_cells, cfg.max_pairs,
                                           offset_sigmas=cfg.ray_offset_sigmas).half()
+        if self.config.init.albedo_deshadow and self.config.init.albedo is None and self.uses_visibility:
+            self.deshadow_albedo()
         return self.visibility
+
+    @torch.no_grad()
+    def deshadow_albedo(self) -> Tensor:  # [N, 3]
+        """Divides each Gaussian's albedo by the shadowing of the model's light (when the trainers bake: the
+        initial one) through the baked visibility (GS-IR / R3DG-style initialisation from a radiance colour
+        that has the photos' shadows in it):
+
+            albedo_i <- clamp(albedo_i / max(S_vis,i / S_open,i, s_min), 0, 1)   per channel
+
+        with ``S_vis`` / ``S_open`` the diffuse shading (``shading.shade``, white albedo, not metallic) at the
+        normal ``n_i`` with / without the irradiance its occluders remove, and ``s_min`` =
+        ``config.init.albedo_deshadow_floor``. For the initial uniform light the ratio is the cosine-weighted
+        visible fraction of the hemisphere of ``n_i`` (ambient occlusion). ``n_i`` is the shortest axis
+        (``normals.shortest_axes``; the residual is 0 at initialisation) on the side that receives more light
+        through the visibility: the open side of a surface, which the cameras see. Returns the new albedo."""
+        if not self.uses_visibility:
+            raise ValueError("deshadow_albedo needs the baked visibility (config.visibility.enabled and bake_visibility)")
+        g = self.gaussians
+        light = self.prepare_light()
+        visibility = self.visibility.float()
+        axes = shortest_axes(g.quats, g.activated_scales)
+        white = torch.ones_like(g.means)
+        dielectric = torch.zeros_like(g.means[:, :1])
+
+        def diffuse(normals: Tensor, occluded: Tensor | None) -> Tensor:  # [N, 3] shading of a white albedo
+            return shade(normals, normals, white, torch.ones_like(dielectric), dielectric, light, self.brdf_table,
+                         occluded).diffuse
+
+        shadowed = torch.stack([diffuse(n, occluded_irradiance(visibility, n, light.bins)) for n in (axes, -axes)])
+        unshadowed = torch.stack([diffuse(n, None) for n in (axes, -axes)])  # [2, N, 3]
+        side = shadowed.mean(-1).argmax(0)[None, :, None].expand(1, -1, 3)
+        ratio = shadowed.gather(0, side)[0] / unshadowed.gather(0, side)[0].clamp(min=1e-12)
+        albedo = (self.albedo() / ratio.clamp(min=self.config.init.albedo_deshadow_floor)).clamp(0.0, 1.0)
+        g.params["albedo"].copy_(_logit(albedo))
+        return self.albedo()
 
     # ---- activated per-Gaussian materials ------------------------------------------------------------
     def albedo(self) -> Tensor:
