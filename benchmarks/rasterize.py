@@ -31,6 +31,7 @@ file as they finish; ``--resume`` continues an interrupted run.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -84,12 +85,22 @@ class PeakMemory:
             self._max = max(self._max, self._rss())
             time.sleep(self.interval_s)
 
+    @staticmethod
+    def _return_freed_memory() -> None:
+        """glibc keeps freed heap memory mapped, and the next allocations (the warm-up's, an earlier row's)
+        reuse it without raising the resident set: give it back so the sampled peak counts them."""
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: nothing to return, the peak may read low
+            pass
+
     def __enter__(self) -> "PeakMemory":
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
         else:
+            self._return_freed_memory()
             self._base = self._max = self._rss()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)

@@ -140,6 +140,26 @@ def render_rasterize_cpu(d: dict) -> str:
                             "before/now (CPU time) fwd, f+b"], rows)
 
 
+RASTERIZE_STAGES = (("project", "projection"), ("isect_sort", "tile binning + depth sort"), ("offsets", "tile offsets"),
+                    ("composite", "compositing"), ("other", "rest of the call"), ("project_backward", "projection bwd"),
+                    ("composite_backward", "compositing bwd"))
+
+
+def render_rasterize_stages(d: dict) -> str:
+    """``rasterize.json``: where the native CPU time goes, per stage (each stage timed alone on the same inputs)."""
+    rows = []
+    for r in d["rows"]:
+        stages = r["native"].get("stages")
+        if not stages:
+            continue
+        forward = sum(stages[k]["cpu_s"] for k in ("project", "isect_sort", "offsets", "composite", "other"))
+        rows.append([count(r["n_gaussians"]), f"{r['size']}²", str(r["channels"])]
+                    + [f"{stages[k]['cpu_s'] * 1e3:.0f}" for k, _ in RASTERIZE_STAGES]
+                    + [f"{r['blends'] / stages['composite']['cpu_s'] / 1e6:.0f}", f"{r['blends'] / forward / 1e6:.0f}"])
+    return md_table(["N", "image", "D", *(f"{label} (CPU ms)" for _, label in RASTERIZE_STAGES),
+                     "compositing alone Mblends/s/core", "forward stages Mblends/s/core"], rows)
+
+
 def render_rasterize_cuda(d: dict) -> str:
     """``rasterize_cuda.json``: native CUDA kernels against gsplat, same scenes."""
     c, m = d["config"], d["machine"]
@@ -212,6 +232,86 @@ def render_feature3dgs(d: dict) -> str:
     table += (f"\n\nPSNR with features minus plain: {gap:+.2f} dB; decoder "
               f"{d['decoder_speedup']:.1f}x faster to render, {d['decoder_miou_drop_points']:.1f} mIoU points lower.")
     return head + table
+
+
+def _decoder_widths(d: dict) -> list[tuple[int, str]]:
+    """(D_low, row name) of every decoder row, narrowest first."""
+    widths = {d["decoder_low_dim"]: "decoder"} if "decoder" in d["rows"] else {}
+    widths.update({int(k.split("_")[1]): k for k in d["rows"] if k.startswith("decoder_")})
+    return sorted(widths.items())
+
+
+def render_feature3dgs_decoder(d: dict) -> str:
+    """``feature3dgs.json``: the speed-up decoder at every rendered width, and the feature render time of D
+    against D_low channels on one trained geometry (widths interleaved, fastest of the rounds)."""
+    r = d["rows"]
+    dim = TEACHER_DIMS.get(d["teacher"], "D")
+    full = r["feature"]
+    rows = [[f"Feature 3DGS (D = {dim})", f"{full['psnr']:.2f}", f"{full['feature_cosine']:.3f}", f"{full['miou']:.3f}",
+             "-", f"{full['train_seconds']:.0f}"]]
+    for low, name in _decoder_widths(d):
+        x = r[name]
+        rows.append([f"decoder trained, D_low = {low}", f"{x['psnr']:.2f}", f"{x['feature_cosine']:.3f}",
+                     f"{x['miou']:.3f}", f"{100 * (x['miou'] - full['miou']):+.1f}", f"{x['train_seconds']:.0f}"])
+    for low in sorted(int(k.split("_")[1]) for k in r if k.startswith("compressed_")):
+        x = r[f"compressed_{low}"]
+        rows.append([f"Feature 3DGS compressed after training, D_low = {low}", f"{x['psnr']:.2f}",
+                     f"{x['feature_cosine']:.3f}", f"{x['miou']:.3f}", f"{100 * (x['miou'] - full['miou']):+.1f}", "-"])
+    table = md_table(["field", "held-out PSNR", "feature cos", "query mIoU", "mIoU - Feature 3DGS (points)",
+                      "train s"], rows)
+    speed = d.get("feature_render_speed")
+    if speed:
+        lows = [low for low, _ in _decoder_widths(d)]
+        srows = []
+        for size, modes in speed.items():
+            if not size.isdigit():  # "rounds", "load_average"
+                continue
+            for mode, label in (("rgb_and_features", "RGB + features"), ("features_only", "features (+ depth)")):
+                if mode not in modes:
+                    continue
+                t = modes[mode]["seconds_per_view"]
+                srows.append([f"{size}²", label, ms(t[str(dim)])]
+                             + [f"{ms(t[str(k)])} ({modes[mode]['speedup'][str(k)]:.2f}x)" if str(k) in t else "-"
+                                for k in lows])
+        load = f", load average {speed['load_average'][0]:.1f}" if "load_average" in speed else ""
+        table += ("\n\nRender time per view of the trained Feature 3DGS geometry with its D features and compressed "
+                  f"to D_low channels plus the 1x1 decode (speed-up in brackets; fastest of {speed.get('rounds', 3)} "
+                  f"rounds, widths interleaved{load}):\n\n"
+                  + md_table(["image", "pass", f"D = {dim}", *(f"D_low = {k}" for k in lows)], srows))
+    return table
+
+
+def render_feature3dgs_outdoor(*files: dict) -> str:
+    """``feature3dgs_outdoor*.json``: a scene photographed with its surroundings (no alpha), trained as from
+    photos; one row per run, labelled by its densification interval."""
+    d = files[0]
+    h, w = d["resolution"]
+    head = settings_line(f"outdoor recipe at {w}x{h} (downscale {d['downscale']}), teacher {d['teacher']}, "
+                         f"{d['steps']} steps, {d['initial_points']} random initial points and a sky sphere, "
+                         f"{d['torch_threads']} torch thread(s); {d['segmentation_protocol']}")
+    rows = [["teacher's own map of the held-out image", "-", "-", f"{d['rows']['teacher']['miou']:.3f}", "-", "-", "-"]]
+    notes = []
+    labels = {"plain": "plain 3DGS", "feature": "Feature 3DGS", "decoder": "+ speed-up decoder"}
+    for run in files:
+        every = run["override"].get("densify", {}).get("refine_every", max(1, run["steps"] // 12))
+        for name, field_label in labels.items():
+            if name not in run["rows"]:
+                continue
+            x = run["rows"][name]
+            label = f"{field_label}, {run['steps']} steps, densified every {every}"
+            reached = (f"{x['steps_to_30db']} ({x['seconds_to_30db'] / 60:.0f} min)" if x.get("steps_to_30db")
+                       else "not reached")
+            rows.append([label, f"{x['psnr']:.2f}", f"{x['ssim']:.3f}", f"{x['miou']:.3f}" if "miou" in x else "-",
+                         count(x["num_gaussians"]), f"{x['train_seconds'] / 60:.0f}", reached])
+            if x.get("psnr_curve"):
+                notes.append(f"{label}, held-out PSNR along training (step: dB): "
+                             + ", ".join(f"{c['step']}: {c['psnr']:.1f}" for c in x["psnr_curve"]))
+            if x.get("region_psnr"):
+                notes.append(f"{label}, held-out PSNR per region: " + ", ".join(
+                    f"{k.replace('_', ' and ')} {v['psnr']:.1f} dB ({100 * v['pixel_share']:.0f}% of the pixels, "
+                    f"{100 * v['error_share']:.0f}% of the error)" for k, v in x["region_psnr"].items()))
+    table = md_table(["field", "held-out PSNR", "SSIM", "query mIoU", "Gaussians", "train min", "steps to 30 dB"], rows)
+    return head + table + "".join("\n\n" + note for note in notes)
 
 
 def headline_feature3dgs(d: dict) -> str:
@@ -303,7 +403,7 @@ def _prd_order(scene: dict) -> list[str]:
     return [k for k in ["prd", *variants, "alpha_one", "plain_3dgs"] if k in scene]
 
 
-def _prd_size_line(d: dict) -> str:
+def _prd_size_line(d: dict, extra: str = "") -> str:
     s = d["size"]
     stages = " + ".join(map(str, s["stage_steps"])) + " physical steps" if s["stage_steps"] \
         else "the physical stages' steps of `PRDConfig`"
@@ -311,7 +411,7 @@ def _prd_size_line(d: dict) -> str:
             f"{s['num_points']} initial points")
     if d.get("settings"):
         text += "; settings " + ", ".join(f"`{k}={v}`" for k, v in d["settings"].items())
-    return settings_line(text)
+    return settings_line(text + extra)
 
 
 def render_prd_full(d: dict) -> str:
@@ -378,6 +478,49 @@ def render_prd_shadows(*files: dict) -> str:
                              f"{o['mean_progress_shadows']:.2f}", f"{o['mean_progress_lit']:.2f}"])
     return md_table(["scene, method", "object pixels in cast shadow", "albedo / true albedo in shadow",
                      "albedo / true albedo lit", "progress in shadow", "progress lit"], rows)
+
+
+PRD_SEED_METHODS = {"prd": "(a) PRD", "alpha_one": "(b) alpha_p = 1", "prd_visibility": "(a) PRD, visibility",
+                    "alpha_one_visibility": "(b) alpha_p = 1, visibility", "plain_3dgs": "(c) plain 3DGS"}
+
+
+def render_prd_seeds(d: dict) -> str:
+    """``prd_interreflect.json``: every scene and run over the seeds (mean, and the spread max - min when there
+    are several), then (a) - (b) per seed against that spread."""
+    seeds = len(d["seeds"])
+
+    def cell(stats: dict | None, digits: int) -> str:
+        if stats is None or stats["mean"] is None:  # e.g. a correlation with a constant progress map (b)
+            return "-"
+        if seeds == 1:
+            return f"{stats['mean']:.{digits}f}"
+        return f"{stats['mean']:.{digits}f} ({stats['spread']:.{digits}f})"
+
+    rows, gaps = [], []
+    for name, scene in d["scenes"].items():
+        summary = scene["seed_summary"]
+        for key, label in PRD_SEED_METHODS.items():
+            if key not in summary:
+                continue
+            m = summary[key]
+            rows.append([f"{name} {label}", cell(m.get("novel_psnr"), 2), cell(m.get("relit_psnr_aligned"), 2),
+                         cell(m.get("albedo_psnr"), 2), cell(m.get("oracles.albedo_brightness_shadows"), 2),
+                         cell(m.get("fallback.correlation_1_minus_progress_vs_unmodelled"), 2)])
+        for suffix, label in (("", "without visibility"), ("_visibility", "with visibility")):
+            a, b = summary.get("prd" + suffix), summary.get("alpha_one" + suffix)
+            if a is None or b is None:
+                continue
+            for metric, metric_label in (("relit_psnr_aligned", "relit aligned"), ("albedo_psnr", "albedo PSNR")):
+                diffs = [x - y for x, y in zip(a[metric]["values"], b[metric]["values"])]
+                spread = max(a[metric]["spread"], b[metric]["spread"])
+                gaps.append([f"{name}, {label}", metric_label, " / ".join(f"{v:+.2f}" for v in diffs),
+                             f"{spread:.2f}", "yes" if seeds > 1 and min(diffs) > spread else "no"])
+    spread_note = " (spread over seeds, max - min)" if seeds > 1 else ""
+    table = md_table(["scene, run", f"novel PSNR{spread_note}", "relit aligned", "albedo PSNR (aligned)",
+                      "albedo / true albedo in cast shadows", "corr(1 - progress, unmodelled share)"], rows)
+    gap_table = md_table(["scene", "metric", "(a) - (b) per seed", "larger spread of (a), (b)",
+                          "(a) above (b) beyond the spread"], gaps)
+    return _prd_size_line(d, f"; seeds {', '.join(map(str, d['seeds']))}") + table + "\n\n" + gap_table
 
 
 SETTING_LABELS = {"stages.light_weight": "no neutral-light prior", "optim.light_lr": "light learning rate",
@@ -557,8 +700,12 @@ PRD_SETTINGS_FILES = ("prd_full.json", "prd_full_no_light_prior.json", "prd_full
 TABLES: dict[str, Section] = {
     "distillcore_codebook": Section(("distillcore_codebook.json",), render_codebook),
     "rasterize": Section(("rasterize.json",), render_rasterize_cpu),
+    "rasterize_stages": Section(("rasterize.json",), render_rasterize_stages),
     "rasterize_cuda": Section(("rasterize_cuda.json",), render_rasterize_cuda),
     "feature3dgs": Section(("feature3dgs.json",), render_feature3dgs),
+    "feature3dgs_decoder": Section(("feature3dgs.json",), render_feature3dgs_decoder),
+    "feature3dgs_outdoor": Section(("feature3dgs_outdoor.json", "feature3dgs_outdoor_refine250.json"),
+                                   render_feature3dgs_outdoor),
     "pointdistiller": Section(("pointdistiller.json",), render_pointdistiller),
     "pointdistiller_point": Section(("pointdistiller_point.json",), render_pointdistiller),
     "pointdistiller_1000steps": Section(("pointdistiller_1000steps.json",), render_pointdistiller),
@@ -567,6 +714,8 @@ TABLES: dict[str, Section] = {
     "prd_quick": Section(("prd.json",), render_prd_quick),
     "prd_oracles": Section(("prd_full.json", "prd_full_glossy.json"), render_prd_oracles),
     "prd_shadows": Section(("prd_full.json", "prd_full_glossy.json"), render_prd_shadows),
+    "prd_interreflect": Section(("prd_interreflect.json",), render_prd_seeds),
+    "prd_interreflect_deshadow": Section(("prd_interreflect_deshadow.json",), render_prd_seeds),
     "prd_settings": Section(PRD_SETTINGS_FILES, lambda *ds: render_prd_settings(dict(zip(PRD_SETTINGS_FILES, ds)))),
     "vqgraph": Section(("vqgraph.json",), render_vqgraph),
     "mirage": Section(("mirage.json",), render_mirage),
