@@ -12,7 +12,7 @@ import torch
 from distill3d.render import native
 from distill3d.render.random_scene import look_at_viewmat
 
-from test_native_projection import FAR, HEIGHT, NEAR, WIDTH, project_both
+from test_native_projection import project_both
 
 # Camera-space placement of each case (camera 0 sits at the origin looking down +z; NEAR = 0.5, FAR = 7).
 CASES = ("visible", "behind", "beyond_far", "off_right", "off_below", "huge_variance", "close")
