@@ -57,6 +57,7 @@ from distill3d.data import default_scene_dir
 from distill3d.data.recipes import RECIPES, get_recipe
 from distill3d.fields.config import TrainConfig, short_schedule
 from distill3d.fields.decoder import teacher_pca
+from distill3d.fields.field import FeatureField
 from distill3d.fields.pipeline import prepare_scene
 from distill3d.fields.trainer import Trainer
 from distill3d.query import segmentation_miou
@@ -121,10 +122,10 @@ def render_fps(trainer: Trainer, scene, with_features: bool) -> float:
 
 
 @torch.no_grad()
-def feature_render_speed(trainer: Trainer, scene, maps: list[torch.Tensor], low_dims: list[int],
-                         sizes: list[int], repeats: int = SPEED_REPEATS) -> dict:
-    """Seconds per view of the trained field's Gaussians rendered with D features and with D_low PCA
-    coordinates + the 1x1 decode, at each square size (test views, intrinsics scaled to the size): with
+def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureField], sizes: list[int],
+                         repeats: int = SPEED_REPEATS) -> dict:
+    """Seconds per view of the trained field's Gaussians rendered with D features and, for each D_low of
+    ``compressed``, as that compressed field + the 1x1 decode, at each square size (test views, intrinsics scaled to the size): with
     RGB in the same pass (as in training) and features alone (a segmentation query needs no colour).
     Widths are timed interleaved and each keeps its fastest of ``repeats`` rounds over the views, so
     load from other processes on a shared machine inflates all widths alike and the minimum stays."""
@@ -132,10 +133,9 @@ def feature_render_speed(trainer: Trainer, scene, maps: list[torch.Tensor], low_
 
     g = trainer.field.gaussians
     teacher_dim = g.features.shape[1]
-    widths = {teacher_dim: (g.features.contiguous(), None)}
-    for k in low_dims:
-        low = trainer.field.compressed(*teacher_pca(maps, k))
-        widths[k] = (low.gaussians.features.contiguous(), low.decoder)
+    low_dims = sorted(compressed)
+    widths = {teacher_dim: (g.features.contiguous(), None),
+              **{k: (low.gaussians.features.contiguous(), low.decoder) for k, low in compressed.items()}}
     views = list(range(min(scene.num_views, 4)))
     out = {}
     for size in sizes:
@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                                      [maps[n] for n in test.names], test_masks, num_classes)
     rows = {"teacher": {"miou": teacher_miou}}
     teacher_eval = [maps[n] for n in test.names]
+    train_maps = [maps[n] for n in train.names]  # their PCA gives the compressed fields
     rows["teacher"]["class_iou"] = class_ious([maps[train.names[i]] for i in reference], ref_masks, teacher_eval,
                                               test_masks, num_classes)
     runs = None if args.workdir else tempfile.TemporaryDirectory(prefix="feature3dgs-")
@@ -326,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "feature":
             # the trained field compressed afterwards into the teacher's top-k PCA (FeatureField.compressed)
             full_field = trainer.field
-            for k in sorted({args.low_dim, *args.low_dims}):
-                trainer.field = full_field.compressed(*teacher_pca([maps[n] for n in train.names], k))
+            compressed_fields = {k: full_field.compressed(*teacher_pca(train_maps, k))
+                                 for k in sorted({args.low_dim, *args.low_dims})}
+            for k, compressed_field in compressed_fields.items():
+                trainer.field = compressed_field
                 compressed = {key: value for key, value in trainer.evaluate().items()
                               if key in ("psnr", "ssim", "feature_cosine")}
                 segmentation(compressed)
@@ -337,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             row["region_psnr"] = region_psnr(trainer, test)
         row["render_fps"] = render_fps(trainer, test, with_features=trainer.use_features)
         if mode == "feature" and args.speed_size:
-            speed = feature_render_speed(trainer, test, [maps[n] for n in train.names],
-                                         sorted({args.low_dim, *args.low_dims}), args.speed_size,
-                                         args.speed_repeats)
+            speed = feature_render_speed(trainer, test, compressed_fields, args.speed_size, args.speed_repeats)
         rows[name] = row
         print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'psnr_curve'})}", flush=True)
         results(args, settings, rows, speed)

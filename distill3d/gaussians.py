@@ -100,6 +100,16 @@ class Gaussians(nn.Module):
         self.params = nn.ParameterDict([(k, nn.Parameter(v.detach().clone().float())) for k, v in params.items()])
 
     @classmethod
+    def from_params(cls, params: dict[str, Tensor]) -> "Gaussians":
+        """Gaussians holding ``params``, laid out as :attr:`params`: the standard keys and, in their order,
+        the extra channel groups (e.g. a state dict's or a subset's tensors)."""
+        missing = [k for k in STANDARD_KEYS if k not in params]
+        if missing:
+            raise ValueError(f"params lacks the standard Gaussian parameters {missing}")
+        return cls(**{k: params[k] for k in STANDARD_KEYS},
+                   extras={k: v for k, v in params.items() if k not in STANDARD_KEYS})
+
+    @classmethod
     def from_points(cls, points: Tensor, colors: Tensor | None = None,
                     config: GaussianInitConfig = GaussianInitConfig()) -> "Gaussians":
         """3DGS initialisation from ``points [N, 3]`` and ``colors [N, 3]`` in [0, 1] (grey if None)."""

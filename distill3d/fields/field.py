@@ -116,10 +116,8 @@ class FeatureField(nn.Module):
         check_tensor(basis, "basis", shape=(self.teacher_dim, None), floating=True)
         features = self.gaussian_features()
         coords = torch.linalg.lstsq(basis.to(features), (features - mean.to(features)).T).solution.T
-        params = dict(self.gaussians.params.items())
-        standard = {k: params.pop(k) for k in ("means", "quats", "scales", "opacities", "sh0", "shN")}
-        params["features"] = coords
-        out = FeatureField(Gaussians(**standard, extras=params), self.teacher_dim, basis.shape[1])
+        gaussians = Gaussians.from_params({**self.gaussians.params, "features": coords})
+        out = FeatureField(gaussians, self.teacher_dim, basis.shape[1])
         out.decoder.init_pca(mean.to(features), basis.to(features))
         return out.to(features.device)
 
@@ -139,8 +137,7 @@ class FeatureField(nn.Module):
         """Rebuilds a field saved as ``(config_dict(), state_dict())`` (any number of Gaussians)."""
         prefix = "gaussians.params."
         params = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        standard = {k: params.pop(k) for k in ("means", "quats", "scales", "opacities", "sh0", "shN")}
-        field = cls(Gaussians(**standard, extras=params), config["teacher_dim"], config["decoder_low_dim"])
+        field = cls(Gaussians.from_params(params), config["teacher_dim"], config["decoder_low_dim"])
         field.load_state_dict(state)
         return field
 

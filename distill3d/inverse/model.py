@@ -149,9 +149,8 @@ class PRDModel(nn.Module):
         """Rebuilds a model saved as ``state_dict()`` (any number of Gaussians)."""
         prefix = "gaussians.params."
         params = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        standard = {k: params.pop(k) for k in STANDARD_KEYS}
         visibility = state.get("visibility", torch.zeros(0, 0, dtype=torch.float16))  # absent before visibility
-        model = cls(Gaussians(**standard, extras=params), config,
+        model = cls(Gaussians.from_params(params), config,
                     EnvironmentMap(state["light.log_radiance"].shape[1]), visibility=visibility.clone())
         model.load_state_dict({**state, "visibility": visibility})
         return model

@@ -155,14 +155,18 @@ def cmd_miou(args) -> int:
     return 0
 
 
-def cmd_edit(args) -> int:
+def _check_output_is_not_the_field(args) -> None:
+    """The written PLY and its decoder sidecar must not replace the field they are made from."""
     from distillcore.runs import check_output_is_not_input
 
-    from . import delete, extract, recolor, select_gaussians
-
-    # the edited PLY and its decoder sidecar must not replace the field being edited
     check_output_is_not_input(args.out, args.field, "--out")
     check_output_is_not_input(args.out.with_suffix(".decoder.pt"), args.field.with_suffix(".decoder.pt"), "--out")
+
+
+def cmd_edit(args) -> int:
+    from . import delete, extract, recolor, select_gaussians
+
+    _check_output_is_not_the_field(args)
     field, scene = _load(args)
     query = query_vector(args, field, scene)
     selected = select_gaussians(field.gaussian_features().detach(), query, args.threshold)
@@ -178,8 +182,6 @@ def cmd_edit(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from distillcore.runs import check_output_is_not_input
-
     from distill3d.data import resolve_scene_dir
     from distill3d.fields.decoder import teacher_pca
     from distill3d.fields.field import FeatureField
@@ -187,8 +189,7 @@ def cmd_compress(args) -> int:
     from distill3d.teachers import build_teacher, scene_features
     from distill3d.teachers.cache import DEFAULT_CACHE
 
-    check_output_is_not_input(args.out, args.field, "--out")
-    check_output_is_not_input(args.out.with_suffix(".decoder.pt"), args.field.with_suffix(".decoder.pt"), "--out")
+    _check_output_is_not_the_field(args)
     field = FeatureField.load(args.field)
     if not args.low_dim <= field.teacher_dim:
         raise ValueError(f"--low-dim must be at most the field's teacher width {field.teacher_dim}, got {args.low_dim}")

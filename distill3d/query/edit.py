@@ -26,9 +26,7 @@ def select_gaussians(features: Tensor, query: Tensor, threshold: float) -> Tenso
 
 
 def _subset(field: FeatureField, keep: Tensor) -> FeatureField:
-    params = {k: v.detach()[keep].clone() for k, v in field.splats.items()}
-    standard = {k: params.pop(k) for k in ("means", "quats", "scales", "opacities", "sh0", "shN")}
-    return field.with_gaussians(Gaussians(**standard, extras=params))
+    return field.with_gaussians(Gaussians.from_params({k: v.detach()[keep] for k, v in field.splats.items()}))
 
 
 def _check_selection(field: FeatureField, selected: Tensor) -> None:
