@@ -27,7 +27,8 @@ the held-out PSNR is recorded along training, and the first step / time at >= 30
 ``--speed-size 256`` (and more sizes) times the feature render alone on one geometry: the trained
 ``feature`` field's Gaussians rendered with their D features, and compressed to D_low (the
 ``compressed_<k>`` rows) plus the 1x1 decode, at each size, so the ratio isolates the compositing of D
-channels.
+channels; and a segmentation query end to end (render + nearest-prototype labels), where a compressed
+field is scored in D_low without writing the D-channel map.
 
 Usage::
 
@@ -35,8 +36,9 @@ Usage::
     python benchmarks/feature3dgs.py --quick                  # reduced steps
     python benchmarks/feature3dgs.py --scene outdoor --out benchmarks/results/feature3dgs_outdoor.json \\
         --eval-every 250 --steps 3000 --modes feature --workdir benchmarks/.cache/runs/outdoor   # resumable
-    python benchmarks/feature3dgs.py --modes feature decoder --low-dims 8 16 32 64 --speed-size 256 512 \\
-        --out benchmarks/results/feature3dgs_decoder.json
+    python benchmarks/feature3dgs.py --low-dims 8 32 64 --speed-size 256 512 --workdir benchmarks/.cache/runs/default
+    python benchmarks/feature3dgs.py --low-dims 8 32 64 --speed-size 256 512 --workdir benchmarks/.cache/runs/default \\
+        --speed-only --speed-repeats 5    # re-time the speed table alone on the trained field
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ from distill3d.fields.decoder import teacher_pca
 from distill3d.fields.field import FeatureField
 from distill3d.fields.pipeline import prepare_scene
 from distill3d.fields.trainer import Trainer
-from distill3d.query import segmentation_miou
+from distill3d.query import prototypes_from_views, segmentation_miou
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "feature3dgs.json"
 BUILT_SCENES = pathlib.Path(__file__).parent / ".cache" / "scenes"
@@ -122,13 +124,22 @@ def render_fps(trainer: Trainer, scene, with_features: bool) -> float:
 
 
 @torch.no_grad()
-def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureField], sizes: list[int],
-                         repeats: int = SPEED_REPEATS) -> dict:
+def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureField], prototypes: torch.Tensor,
+                         sizes: list[int], repeats: int = SPEED_REPEATS) -> dict:
     """Seconds per view of the trained field's Gaussians rendered with D features and, for each D_low of
-    ``compressed``, as that compressed field + the 1x1 decode, at each square size (test views, intrinsics scaled to the size): with
-    RGB in the same pass (as in training) and features alone (a segmentation query needs no colour).
-    Widths are timed interleaved and each keeps its fastest of ``repeats`` rounds over the views, so
-    load from other processes on a shared machine inflates all widths alike and the minimum stays."""
+    ``compressed``, as that compressed field, at each square size (test views, intrinsics scaled to the
+    size), three ways:
+
+    - ``rgb_and_features``: RGB in the same pass (as in training), then the 1x1 decode to D;
+    - ``features_only``: features alone (a query needs no colour), then the 1x1 decode to D;
+    - ``segmentation``: features alone, then nearest-prototype labels for ``prototypes [K, D]``; a
+      compressed field is scored in D_low without decoding (``SpeedUpDecoder.cosine_similarity``), so no
+      D-channel map is written.
+
+    Times are CPU time of this process (``time.process_time``; the benchmark runs torch on one thread),
+    which other processes on a shared machine inflate far less than wall-clock time; widths are timed
+    interleaved and each keeps its fastest of ``repeats`` rounds over the views."""
+    from distill3d.query import nearest_prototype
     from distill3d.render import rasterize
 
     g = trainer.field.gaussians
@@ -142,7 +153,9 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
         Ks = scene.Ks.clone()
         Ks[:, :2] *= size / scene.width
         table = {}
-        for with_rgb in (True, False):
+        for kind in ("rgb_and_features", "features_only", "segmentation"):
+            with_rgb = kind == "rgb_and_features"
+
             def render(features, decoder):
                 for i in views:
                     # without colours the one-channel depth is the cheapest mode rasterize offers
@@ -152,23 +165,26 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
                                                sh_degree=g.sh_degree if with_rgb else None,
                                                render_mode="RGB" if with_rgb else "D",
                                                backend=trainer.config.backend)
-                    if decoder is not None:
-                        decoder(feats.permute(0, 3, 1, 2))
+                    maps = feats.permute(0, 3, 1, 2)
+                    if kind == "segmentation":
+                        nearest_prototype(maps[0], prototypes, decoder)
+                    elif decoder is not None:
+                        decoder(maps)
             best = {k: float("inf") for k in widths}
             render(*widths[teacher_dim])  # warm-up
             for _ in range(repeats):
                 for k, (features, decoder) in widths.items():
-                    started = time.perf_counter()
+                    started = time.process_time()
                     render(features, decoder)
-                    best[k] = min(best[k], (time.perf_counter() - started) / len(views))
-            table["rgb_and_features" if with_rgb else "features_only"] = {
-                "seconds_per_view": {str(k): v for k, v in best.items()},
-                "speedup": {str(k): best[teacher_dim] / best[k] for k in low_dims}}
-            print(f"feature render {size}x{size} {'with RGB' if with_rgb else 'features only'}: "
+                    best[k] = min(best[k], (time.process_time() - started) / len(views))
+            table[kind] = {"seconds_per_view": {str(k): v for k, v in best.items()},
+                           "speedup": {str(k): best[teacher_dim] / best[k] for k in low_dims}}
+            print(f"feature render {size}x{size} {kind}: "
                   + ", ".join(f"D={k}: {1000 * v:.1f} ms" for k, v in best.items()), flush=True)
         out[str(size)] = table
     # the machine's load while timing (sizes are the other keys)
-    out.update({"rounds": repeats, "load_average": [round(v, 2) for v in os.getloadavg()]})
+    out.update({"rounds": repeats, "prototypes": int(prototypes.shape[0]), "clock": "process CPU time",
+                "load_average": [round(v, 2) for v in os.getloadavg()]})
     return out
 
 
@@ -196,7 +212,7 @@ def region_psnr(trainer: Trainer, scene) -> dict:
 
 def class_ious(reference_maps, reference_masks, eval_maps, eval_masks, num_classes: int) -> list[float | None]:
     """Per-class IoU over all held-out pixels (segmentation protocol of the module doc)."""
-    from distill3d.query.evaluate import prototypes_from_views, segment_views
+    from distill3d.query.evaluate import segment_views
 
     labels = torch.stack(segment_views(eval_maps, prototypes_from_views(reference_maps, reference_masks, num_classes),
                                        tuple(eval_masks[0].shape)))
@@ -214,6 +230,35 @@ def psnr_curve_summary(history: list[dict], seconds_per_step: float) -> dict:
     reached = next((c["step"] for c in curve if c["psnr"] >= TARGET_PSNR), None)
     return {"psnr_curve": curve, "steps_to_30db": reached,
             "seconds_to_30db": None if reached is None else reached * seconds_per_step}
+
+
+def compressed_widths(field: FeatureField, train_maps: list[torch.Tensor], args) -> dict[int, FeatureField]:
+    """The trained field compressed into the teacher's top-k PCA for every decoder width of the run."""
+    return {k: field.compressed(*teacher_pca(train_maps, k)) for k in sorted({args.low_dim, *args.low_dims})}
+
+
+def speed_only(parser, args, settings: dict, prepared, reference: list[int], ref_masks, num_classes: int) -> None:
+    """``--speed-only``: the speed table of the ``feature`` field checkpointed in ``--workdir``, merged into
+    ``--out`` (which must hold a run with the same settings)."""
+    if not (args.workdir and args.speed_size and args.out.is_file()):
+        parser.error("--speed-only needs --workdir (holding a trained feature field), --speed-size and an existing --out")
+    previous = json.loads(args.out.read_text())
+    differing = [k for k, v in settings.items() if previous.get(k) != v]
+    if differing:
+        parser.error(f"{args.out} was measured with other settings ({', '.join(differing)}): pass the same ones")
+    train, test, maps = prepared.train, prepared.test, prepared.teacher_maps
+    trainer = Trainer(train, make_config(args, "feature"), args.workdir / "feature", maps, test, name=prepared.name)
+    if not trainer.checkpoint_path.is_file():
+        parser.error(f"no feature field checkpoint at {trainer.checkpoint_path}: train it with --modes feature first")
+    trainer.resume()
+    if trainer.step < args.steps:
+        parser.error(f"the feature field in {args.workdir} stopped at step {trainer.step} of {args.steps}: finish it first")
+    compressed_fields = compressed_widths(trainer.field, [maps[n] for n in train.names], args)
+    prototypes = prototypes_from_views(rendered_maps(trainer, train, reference), ref_masks, num_classes)
+    previous["feature_render_speed"] = feature_render_speed(trainer, test, compressed_fields, prototypes,
+                                                            args.speed_size, args.speed_repeats)
+    write_json_atomic(args.out, previous)
+    print(f"wrote {args.out}")
 
 
 def results(args, settings: dict, rows: dict, speed: dict | None) -> dict:
@@ -260,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=pathlib.Path, default=None,
                         help="run folders kept here, checkpointed every --eval-every steps (else 250): an "
                              "interrupted benchmark resumes its fields (default: a temporary folder)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the --speed-size table, re-timed on the feature field checkpointed in --workdir "
+                             "(no training; e.g. on a quieter machine), merged into an existing --out")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
                         help="fields to train; rows of other modes already in --out with the same settings are "
                              "kept, so a long benchmark can run in several processes")
@@ -290,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                 "decoder_low_dim": args.low_dim, "decoder_init": args.decoder_init, "downscale": args.downscale,
                 "resolution": [train.height, train.width], "override": json.loads(args.override),
                 "photos": args.photos, "object_names": train.object_names}
+    if args.speed_only:
+        speed_only(parser, args, settings, prepared, reference, ref_masks, num_classes)
+        return 0
     names = [*args.modes] + ([f"decoder_{k}" for k in args.low_dims] if "decoder" in args.modes else [])
     if args.out.is_file():
         previous = json.loads(args.out.read_text())
@@ -327,8 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "feature":
             # the trained field compressed afterwards into the teacher's top-k PCA (FeatureField.compressed)
             full_field = trainer.field
-            compressed_fields = {k: full_field.compressed(*teacher_pca(train_maps, k))
-                                 for k in sorted({args.low_dim, *args.low_dims})}
+            compressed_fields = compressed_widths(full_field, train_maps, args)
             for k, compressed_field in compressed_fields.items():
                 trainer.field = compressed_field
                 compressed = {key: value for key, value in trainer.evaluate().items()
@@ -340,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
             row["region_psnr"] = region_psnr(trainer, test)
         row["render_fps"] = render_fps(trainer, test, with_features=trainer.use_features)
         if mode == "feature" and args.speed_size:
-            speed = feature_render_speed(trainer, test, compressed_fields, args.speed_size, args.speed_repeats)
+            prototypes = prototypes_from_views(rendered_maps(trainer, train, reference), ref_masks, num_classes)
+            speed = feature_render_speed(trainer, test, compressed_fields, prototypes, args.speed_size,
+                                         args.speed_repeats)
         rows[name] = row
         print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'psnr_curve'})}", flush=True)
         results(args, settings, rows, speed)

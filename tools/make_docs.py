@@ -264,19 +264,26 @@ def render_feature3dgs_decoder(d: dict) -> str:
         lows = [low for low, _ in _decoder_widths(d)]
         srows = []
         for size, modes in speed.items():
-            if not size.isdigit():  # "rounds", "load_average"
+            if not size.isdigit():  # "rounds", "prototypes", "load_average"
                 continue
-            for mode, label in (("rgb_and_features", "RGB + features"), ("features_only", "features (+ depth)")):
+            for mode, label in (("rgb_and_features", "RGB + features, decoded"),
+                                ("features_only", "features (+ depth), decoded"),
+                                ("segmentation", "features (+ depth), segmented")):
                 if mode not in modes:
                     continue
                 t = modes[mode]["seconds_per_view"]
                 srows.append([f"{size}²", label, ms(t[str(dim)])]
                              + [f"{ms(t[str(k)])} ({modes[mode]['speedup'][str(k)]:.2f}x)" if str(k) in t else "-"
                                 for k in lows])
-        load = f", load average {speed['load_average'][0]:.1f}" if "load_average" in speed else ""
+        load = (f", {speed.get('clock', 'wall-clock time')}"
+                + (f", load average {speed['load_average'][0]:.1f}" if "load_average" in speed else ""))
+        segmented = (f" A segmented pass labels each pixel by the nearest of {speed['prototypes']} class "
+                     "prototypes; a D_low field is scored without decoding (the prototypes folded into D_low, "
+                     "`SpeedUpDecoder.fold_queries`)."
+                     if "prototypes" in speed else "")
         table += ("\n\nRender time per view of the trained Feature 3DGS geometry with its D features and compressed "
                   f"to D_low channels plus the 1x1 decode (speed-up in brackets; fastest of {speed.get('rounds', 3)} "
-                  f"rounds, widths interleaved{load}):\n\n"
+                  f"rounds, widths interleaved{load}).{segmented}\n\n"
                   + md_table(["image", "pass", f"D = {dim}", *(f"D_low = {k}" for k in lows)], srows))
     return table
 
@@ -319,7 +326,19 @@ def headline_feature3dgs(d: dict) -> str:
     h, w = d["resolution"]
     return (f"query mIoU {r['feature']['miou']:.3f} from the rendered features against {r['teacher']['miou']:.3f} "
             f"for the teacher's own maps, at {r['feature']['psnr']:.2f} dB held-out PSNR "
-            f"(plain 3DGS {r['plain']['psnr']:.2f} dB; default scene at {w}x{h}, {d['steps']} steps)")
+            f"(plain 3DGS {r['plain']['psnr']:.2f} dB; default scene at {w}x{h}, {d['steps']} steps)"
+            + _compressed_headline(d))
+
+
+def _compressed_headline(d: dict) -> str:
+    """The D_low = 16 compressed field's mIoU and its segmentation-query speed-up at the largest size timed."""
+    speed = d.get("feature_render_speed", {})
+    sizes = [k for k in speed if k.isdigit() and "segmentation" in speed[k]]
+    if "compressed_16" not in d["rows"] or not sizes:
+        return ""
+    size = max(sizes, key=int)
+    return (f"; compressed to 16 channels, mIoU {d['rows']['compressed_16']['miou']:.3f} and a segmentation query "
+            f"{speed[size]['segmentation']['speedup']['16']:.1f}x faster at {size}²")
 
 
 # ---------------------------------------------------------------------------------------------- PointDistiller

@@ -5,7 +5,8 @@
 Rasterisation cost grows with the rendered width, so rendering ``D_low`` channels instead of the
 teacher's ``D`` and decoding per pixel trades a small (linear) network for a cheaper render. Because
 the decoder is linear and per pixel it commutes with the alpha blending: decoding each Gaussian's
-feature first would give the same image.
+feature first would give the same image wherever the Gaussians cover the pixel (elsewhere the bias
+would be weighted by the coverage).
 
 PCA initialisation (``DecoderConfig.init = "pca"``): with the teacher's feature vectors' mean ``mu``
 and covariance eigenpairs ``(lambda_j, u_j)`` (descending), start from
@@ -17,6 +18,18 @@ its variance, instead of a random k-plane through the origin), and a rendered
 ``f = diag(lambda)^(-1/2) U_k^T (t - mu)`` decodes to the PCA projection ``mu + U_k U_k^T (t - mu)``
 of a teacher vector ``t``. Whitening gives every rendered channel unit variance, the scale the
 Gaussians' features (zero at start, Adam steps of the features learning rate) can reach.
+
+Queries without decoding (:meth:`SpeedUpDecoder.cosine_similarity`): a segmentation query scores each
+pixel by ``cos(W f + b, q)`` with ``q`` in the teacher's space, and both terms of the cosine fold into
+``D_low``-sized algebra,
+
+    (W f + b) . q = f . (W^T q) + b . q,       |W f + b|^2 = f^T (W^T W) f + 2 f . (W^T b) + |b|^2,
+
+so a consumer of the scores (masks, nearest-prototype labels) never writes the ``D``-channel map: per
+pixel ``O(D_low (D_low + K))`` for ``K`` queries instead of ``O(D (D_low + K))``. A nearest-prototype
+label needs only the dot products with the unit prototypes (the pixel's own norm does not change which
+prototype wins), ``O(D_low K)`` per pixel. Bilinear upsampling
+commutes with the decode (its weights sum to one), so maps are upsampled in ``D_low`` as well.
 """
 from __future__ import annotations
 
@@ -76,6 +89,34 @@ class SpeedUpDecoder(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         check_tensor(features, "features", ndim=4, shape=(None, self.low_dim, None, None), floating=True)
         return self.conv(features)
+
+    def fold_queries(self, queries: Tensor) -> tuple[Tensor, Tensor]:
+        """``(W^T Q^T [D_low, K], Q b [K])``: the dot products of the decoded rows with the queries as an
+        affine map of the rendered rows, ``(W f + b) . q_k = f . (W^T q_k) + b . q_k`` (module doc).
+
+        Shapes:
+            queries: ``[K, D]``.
+        """
+        check_tensor(queries, "queries", ndim=2, shape=(None, self.teacher_dim), floating=True)
+        weight, bias, q = self.conv.weight[:, :, 0, 0].double(), self.conv.bias.double(), queries.double()
+        return (weight.T @ q.T).to(queries.dtype), (q @ bias).to(queries.dtype)
+
+    def cosine_similarity(self, features: Tensor, queries: Tensor, eps: float = 1e-8) -> Tensor:
+        """Cosine similarity ``[N, K]`` of each decoded row ``W f_n + b`` to each teacher-space query
+        ``q_k``, computed in ``D_low`` without decoding (module doc).
+
+        Shapes:
+            features: ``[N, D_low]``; queries: ``[K, D]``.
+        """
+        check_tensor(features, "features", ndim=2, shape=(None, self.low_dim), floating=True)
+        folded_queries, query_offsets = self.fold_queries(queries)
+        # the D_low-sized products in float64 (cheap): the squared norm adds terms of |b|^2's size that cancel
+        weight, bias = self.conv.weight[:, :, 0, 0].double(), self.conv.bias.double()
+        gram, cross = (weight.T @ weight).to(features), (weight.T @ bias).to(features)
+        dots = features @ folded_queries + query_offsets
+        squared = ((features @ gram) * features).sum(1) + 2 * (features @ cross) + float(bias @ bias)
+        norms = squared.clamp_min(0).sqrt().clamp_min(eps)
+        return dots / (norms[:, None] * queries.norm(dim=1).clamp_min(eps))
 
     def decode_rows(self, features: Tensor) -> Tensor:
         """The same map on rows ``[N, D_low] -> [N, D]`` (e.g. per-Gaussian features for editing)."""

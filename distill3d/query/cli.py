@@ -98,8 +98,10 @@ def _view_index(scene, view: str) -> int:
 
 @torch.no_grad()
 def _rendered_features(field, scene, index: int, backend: str) -> torch.Tensor:
+    """The rendered map ``[F, H, W]``: ``D_low`` channels for a decoder field, scored with ``field.decoder``
+    without decoding (``distill3d.query.segment``)."""
     out = field.render(scene.viewmats[index:index + 1], scene.Ks[index:index + 1], scene.width, scene.height,
-                       background=scene.background, backend=backend)
+                       background=scene.background, decode=False, backend=backend)
     return out.features[0]
 
 
@@ -120,7 +122,8 @@ def query_vector(args, field, scene) -> torch.Tensor:
                              "train the field with the same CLIP-style teacher")
         return query
     features = _rendered_features(field, scene, _view_index(scene, args.view), args.backend)
-    return point_query(features, *args.point) if args.point is not None else box_query(features, tuple(args.box))
+    query = point_query(features, *args.point) if args.point is not None else box_query(features, tuple(args.box))
+    return field.decoder.decode_rows(query[None])[0] if field.decoder is not None else query
 
 
 def cmd_segment(args) -> int:
@@ -131,7 +134,7 @@ def cmd_segment(args) -> int:
     field, scene = _load(args)
     query = query_vector(args, field, scene)
     index = _view_index(scene, args.view)
-    mask = threshold_mask(_rendered_features(field, scene, index, args.backend), query, args.threshold)
+    mask = threshold_mask(_rendered_features(field, scene, index, args.backend), query, args.threshold, field.decoder)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(args.out, mask.numpy().astype(np.uint8) * 255)
     print(f"{int(mask.sum())} of {mask.numel()} pixels selected -> {args.out}")
@@ -150,7 +153,7 @@ def cmd_miou(args) -> int:
     miou = segmentation_miou(
         [_rendered_features(field, train, i, args.backend) for i in reference], [train.masks[i] for i in reference],
         [_rendered_features(field, test, i, args.backend) for i in range(test.num_views)],
-        [test.masks[i] for i in range(test.num_views)], num_classes)
+        [test.masks[i] for i in range(test.num_views)], num_classes, field.decoder)
     print(to_json({"miou": miou, "views": test.num_views, "classes": num_classes}, indent=None))
     return 0
 

@@ -8,6 +8,10 @@ Every query is a vector ``q`` in the feature space; each pixel scores ``s(p) = c
 * multi-class: prototypes ``q_k = mean{F(p) : label(p) = k}`` (mask-mean), label ``argmax_k cos(F(p), q_k)``.
 
 Maps coarser than the evaluation grid are bilinearly upsampled before scoring.
+
+With a speed-up decoder (``decoder=``), ``features`` are the rendered ``D_low`` maps and queries stay in the
+teacher's space: the scores ``cos(W F(p) + b, q)`` are computed without decoding the map
+(:meth:`~distill3d.fields.decoder.SpeedUpDecoder.cosine_similarity`), equal to decode-then-score.
 """
 from __future__ import annotations
 
@@ -30,9 +34,17 @@ def upsample(features: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(features[None], size, mode="bilinear", align_corners=False)[0]
 
 
-def similarity_map(features: Tensor, query: Tensor) -> Tensor:
-    """Cosine similarity ``[H, W]`` of each pixel of ``features [D, H, W]`` to ``query [D]``."""
+def similarity_map(features: Tensor, query: Tensor, decoder=None) -> Tensor:
+    """Cosine similarity ``[H, W]`` of each pixel of ``features [D, H, W]`` to ``query [D]``.
+
+    With ``decoder`` (a :class:`~distill3d.fields.decoder.SpeedUpDecoder`), ``features`` are ``[D_low, H, W]``
+    and the similarity is that of the decoded map, computed without decoding (module doc).
+    """
     _check_map(features)
+    if decoder is not None:
+        check_tensor(query, "query", shape=(decoder.teacher_dim,), floating=True)
+        rows = features.reshape(features.shape[0], -1).T
+        return decoder.cosine_similarity(rows, query[None])[:, 0].reshape(features.shape[1:])
     check_tensor(query, "query", shape=(features.shape[0],), floating=True)
     return F.cosine_similarity(features, query[:, None, None], dim=0, eps=1e-8)
 
@@ -63,11 +75,11 @@ def text_query(teacher, prompts: list[str]) -> Tensor:
     return teacher.encode_text(list(prompts))
 
 
-def threshold_mask(features: Tensor, query: Tensor, threshold: float) -> Tensor:
+def threshold_mask(features: Tensor, query: Tensor, threshold: float, decoder=None) -> Tensor:
     """Boolean mask ``[H, W]`` of pixels whose cosine similarity to ``query`` is at least ``threshold``
-    (in [-1, 1]: outside it the mask is trivially all or nothing)."""
+    (in [-1, 1]: outside it the mask is trivially all or nothing); ``decoder`` as in :func:`similarity_map`."""
     check_range(threshold, "threshold (a cosine similarity)", -1, 1)
-    return similarity_map(features, query) >= threshold
+    return similarity_map(features, query, decoder) >= threshold
 
 
 def mask_prototypes(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -86,12 +98,20 @@ def mask_prototypes(features: Tensor, labels: Tensor, num_classes: int) -> tuple
     return sums, counts
 
 
-def nearest_prototype(features: Tensor, prototypes: Tensor) -> Tensor:
-    """Labels ``[H, W]``: index of the prototype ``[K, D]`` with the highest cosine similarity."""
+def nearest_prototype(features: Tensor, prototypes: Tensor, decoder=None) -> Tensor:
+    """Labels ``[H, W]``: index of the prototype ``[K, D]`` with the highest cosine similarity
+    (``decoder`` as in :func:`similarity_map`: ``features [D_low, H, W]``, prototypes in the teacher's space)."""
     _check_map(features)
-    check_tensor(prototypes, "prototypes", shape=(None, features.shape[0]), floating=True)
-    d = features.shape[0]
-    scores = F.normalize(features.reshape(d, -1).T, dim=1) @ F.normalize(prototypes, dim=1).T
+    width = features.shape[0] if decoder is None else decoder.teacher_dim
+    check_tensor(prototypes, "prototypes", shape=(None, width), floating=True)
+    rows = features.reshape(features.shape[0], -1).T
+    # argmax_k cos(F(p), q_k) = argmax_k F(p) . q_k / |q_k|: the pixel's own norm does not pick the winner
+    unit = F.normalize(prototypes, dim=1)
+    if decoder is not None:
+        weight, offset = decoder.fold_queries(unit.to(features))
+        scores = torch.addmm(offset, rows, weight)
+    else:
+        scores = rows @ unit.to(features).T
     return scores.argmax(dim=1).reshape(features.shape[1:])
 
 

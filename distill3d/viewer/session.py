@@ -217,7 +217,7 @@ class ViewerSession:
                 else:
                     image = self._pca_colors(mode, self._decode(features), alpha)
                 if selection is not None:
-                    image = overlay_mask(image.clamp(0, 1), self._mask(self._decode(features), selection),
+                    image = overlay_mask(image.clamp(0, 1), self._mask(features, selection),
                                          self.config.overlay)
                 return image.clamp(0, 1).cpu()
             return self._prd_image(camera, mode).clamp(0, 1).cpu()
@@ -239,11 +239,11 @@ class ViewerSession:
         if self.field is None:
             raise ValueError("segmentation needs a field with trained features: " + "; ".join(self.notes or ["none loaded"]))
 
-    @staticmethod
-    def _mask(features: Tensor, selection: Selection) -> Tensor:
+    def _mask(self, features: Tensor, selection: Selection) -> Tensor:
+        """The selection's mask on rendered (not decoded) features: a decoder field is scored in D_low."""
         from distill3d.query import threshold_mask
 
-        return threshold_mask(features, selection.query.to(features), selection.threshold).cpu()
+        return threshold_mask(features, selection.query.to(features), selection.threshold, self.field.decoder).cpu()
 
     @torch.no_grad()
     def features(self, camera: ViewerCamera) -> Tensor:
@@ -295,7 +295,7 @@ class ViewerSession:
             query, camera = self.selection.query, camera or self.selection.camera
             gaussians = select_gaussians(self.field.gaussian_features().detach(), query, threshold).cpu()
             selection = Selection(query, float(threshold), self.selection.mask, gaussians, camera)
-            selection.mask = self._mask(self.features(camera), selection)
+            selection.mask = self._mask(self._field_pass(camera, True)[2], selection)
             self.selection = selection
             return selection
 
