@@ -26,7 +26,9 @@ A scene name that is a builder recipe but not a bundled scene (``interreflect``)
 ``WORKDIR/scenes/NAME`` first; scenes with direct-only renders also report ``fallback``
 (``distill3d.inverse.unmodelled.fallback_report``). Colour: ``relit_psnr_aligned`` and ``albedo_psnr`` are
 per-channel-scale aligned (the tables' default); ``oracles.relit_psnr_white_balance`` /
-``relit_psnr_grey_world`` use the calibrations of ``distill3d.inverse.metrics`` instead.
+``relit_psnr_grey_world`` use the calibrations of ``distill3d.inverse.metrics`` instead. Visibility runs on a
+recipe's scene also report ``visibility_leak`` (:func:`visibility_leak`): the baked visibility of the table-top
+Gaussians against rays traced on the recipe's true shapes.
 """
 from __future__ import annotations
 
@@ -38,15 +40,21 @@ import pathlib
 import re
 import shutil
 
+import torch
+
 from distillcore.serialization import write_json_atomic
 from distill3d.data import SCENES_DIR
 from distill3d.data.builder import build_scene
 from distill3d.data.recipes import RECIPES, get_recipe
 from distill3d.inverse.config import PRDConfig
+from distill3d.inverse.cubemap import texel_directions, texel_solid_angles
 from distill3d.inverse.metrics import evaluate_inverse, relit_oracles
-from distill3d.inverse.pipeline import load_splits
+from distill3d.inverse.model import PRDModel
+from distill3d.inverse.pipeline import Scene, load_splits
+from distill3d.inverse.relight import environment_from
 from distill3d.inverse.trainer import PRDTrainer, load_prd_checkpoint
 from distill3d.inverse.unmodelled import fallback_report, load_direct_renders
+from distill3d.inverse.visibility import light_bins
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "prd.json"
 QUICK = {"downsample": 2, "radiance_steps": 300, "stage_steps": (50, 50, 50), "num_points": 3000}
@@ -74,6 +82,83 @@ def apply_settings(config: PRDConfig, settings: dict[str, object]) -> None:
 def settings_tag(settings: dict[str, object]) -> str:
     """A folder name for the runs of these settings, so they never overwrite the default runs."""
     return "set_" + re.sub(r"[^A-Za-z0-9._=-]", "", "_".join(f"{k}={v}" for k, v in sorted(settings.items())))
+
+
+# receivers of visibility_leak: Gaussians this close to the table top (z = 0), in scene units
+TABLE_BAND = 0.03
+LEAK_CUBE_RESOLUTION = 16  # cube-map face size of the fine ground truth of visibility_leak
+# the visibility_leak entries printed and summarised over seeds
+LEAK_COLUMNS = ("shadow_light_fraction_true", "shadow_light_fraction_true_at_directions", "shadow_light_fraction_baked",
+                "lit_light_fraction_true", "lit_light_fraction_baked", "shadow_ambient_true", "shadow_ambient_baked")
+
+
+@torch.no_grad()
+def visibility_leak(model: PRDModel, scene_dir: pathlib.Path, scene: Scene) -> dict | None:
+    """The baked visibility ``V`` of the table-top Gaussians against rays traced on the scene's true shapes
+    (mitsuba, the recipe that built the scene). Receivers: Gaussians within ``TABLE_BAND`` of z = 0 whose
+    first surface straight down from above is the table top; their true rays leave from just above the
+    table along its normal z. Per receiver, the light-weighted visible fraction of the upper hemisphere under
+    the training light,
+
+        S_i = sum_k V_ik w_k / sum_k w_k,   w_k = mean_c B_k,c max(0, b_k . z)   (``visibility.light_bins``)
+
+    baked (the model's ``V``), true on the model's directions ``d_k`` and true over the texels of a
+    ``LEAK_CUBE_RESOLUTION`` cube map (what a finer direction set would see), which classifies the receivers:
+    in cast shadow where that fine S < 1/2, lit where it is > 0.9; and the cosine-weighted (ambient) visible
+    fraction ``sum_k V_ik max(0, d_k . z) / sum_k max(0, d_k . z)``, baked and true. Means over each group.
+    None when the scene was not built from a recipe, has no training light, or mitsuba is missing."""
+    meta = json.loads((scene_dir / "scene.json").read_text()) if (scene_dir / "scene.json").is_file() else {}
+    if meta.get("name") not in RECIPES or scene.environment is None or not model.uses_visibility:
+        return None
+    try:
+        from distill3d.data.builder import _scene_dict  # the recipe's mitsuba scene, as the builder rendered it
+        from distill3d.data.mitsuba_setup import ensure_variant
+        mi = ensure_variant()
+    except ImportError:
+        return None
+    recipe = get_recipe(meta["name"])
+    environment = scene.environment.numpy().astype("float32")
+    shapes = mi.load_dict(_scene_dict(recipe, environment))
+    means = model.gaussians.means.detach().double()
+    half_x, half_y = recipe.table.half_extent
+    on_table = (means[:, 2].abs() < TABLE_BAND) & (means[:, 0].abs() < half_x) & (means[:, 1].abs() < half_y)
+    near = torch.nonzero(on_table)[:, 0]
+    down = mi.Vector3f(0.0, 0.0, -1.0)
+    top = [abs(shapes.ray_intersect(mi.Ray3f(mi.Point3f(float(x), float(y), 10.0), down)).p.z) < 1e-3
+           for x, y in means[near, :2].tolist()]
+    receivers = near[torch.tensor(top, dtype=torch.bool)]
+    starts = [mi.Point3f(float(x), float(y), 1e-3) for x, y in means[receivers, :2].tolist()]
+
+    def traced(directions: torch.Tensor) -> torch.Tensor:  # [R, K] 1 where the ray leaves the scene
+        out = torch.zeros(len(starts), len(directions))
+        for k, d in enumerate(directions.tolist()):
+            if d[2] > 0:
+                ray_dir = mi.Vector3f(*d)
+                out[:, k] = torch.tensor([not shapes.ray_test(mi.Ray3f(p, ray_dir)) for p in starts],
+                                         dtype=torch.float32)
+        return out
+
+    light = environment_from(scene.environment, LEAK_CUBE_RESOLUTION).radiance().detach()
+    directions = model.visibility_directions
+    bins = light_bins(light, directions)
+    weights = bins.power.mean(-1) * bins.directions[:, 2].clamp(min=0)
+    cosine = directions[:, 2].clamp(min=0)
+    texels = texel_directions(LEAK_CUBE_RESOLUTION).reshape(-1, 3)
+    texel_weights = (light.reshape(-1, 3).mean(-1) * texel_solid_angles(LEAK_CUBE_RESOLUTION).reshape(-1)
+                     * texels[:, 2].clamp(min=0))
+    upper = texel_weights > 0
+    fine = (traced(texels[upper]) * texel_weights[upper]).sum(-1) / texel_weights[upper].sum()
+    true, baked = traced(directions), model.visibility.float()[receivers]
+    fraction = {name: (v * w).sum(-1) / w.sum() for name, v, w in (
+        ("light_fraction_true_at_directions", true, weights), ("light_fraction_baked", baked, weights),
+        ("ambient_true", true, cosine), ("ambient_baked", baked, cosine))}
+    fraction["light_fraction_true"] = fine
+    report: dict = {"receivers": len(receivers)}
+    for group, where in (("shadow", fine < 0.5), ("lit", fine > 0.9)):
+        report[f"{group}_receivers"] = int(where.sum())
+        for name, values in fraction.items():
+            report[f"{group}_{name}"] = float(values[where].mean()) if where.any() else None
+    return report
 
 
 def benchmark_config(size: dict, progress: str, progress_init: float | None = None,
@@ -131,6 +216,10 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
         metrics["oracles"] = relit_oracles(trainer.model, test)
         if direct is not None:
             metrics["fallback"] = fallback_report(trainer.model, test, direct)
+        if shaded:
+            leak = visibility_leak(trainer.model, scene_dir, test)
+            if leak is not None:
+                metrics["visibility_leak"] = leak
         # Summed over the stages from the checkpoint's history, so a reused run reports its training time;
         # None for checkpoints of versions that did not record it.
         stage_seconds = [h.get("seconds") for h in trainer.history if h.get("stage") in STAGE_NAMES]
@@ -192,6 +281,16 @@ def print_table(scene: str, r: dict) -> None:
             row = r[key].get("fallback", {})
             if row:
                 print(f"{label:<34}" + "".join(f"{row[c]:>45.3f}" if c in row else f"{'-':>45}" for c in fallback_cols))
+    if any("visibility_leak" in r[k] for k in names if isinstance(r[k], dict)):
+        print("visible fraction of the training light (S) and of the cosine-weighted hemisphere (ambient) of table-top "
+              "receivers: baked V against rays on the true shapes (visibility_leak)")
+        print(f"{'method':<34}" + "".join(f"{c.replace('light_fraction', 'S'):>30}" for c in LEAK_COLUMNS))
+        for key, label in names.items():
+            row = r[key].get("visibility_leak", {})
+            if row:
+                print(f"{label:<34}" + "".join(f"{row[c]:>30.3f}" if row.get(c) is not None else f"{'-':>30}"
+                                               for c in LEAK_COLUMNS))
+
 
 
 def seed_summary(per_seed: dict[int, dict]) -> dict:
@@ -200,7 +299,8 @@ def seed_summary(per_seed: dict[int, dict]) -> dict:
     methods = set.intersection(*(set(k for k, v in r.items() if isinstance(v, dict)) for r in per_seed.values()))
     for method in sorted(methods):
         for metric in SUMMARY_METRICS + ("fallback.correlation_1_minus_progress_vs_unmodelled",
-                                         "fallback.albedo_abs_error_dominated", "oracles.albedo_brightness_shadows"):
+                                         "fallback.albedo_abs_error_dominated", "oracles.albedo_brightness_shadows",
+                                         *(f"visibility_leak.{k}" for k in LEAK_COLUMNS)):
             group, _, name = metric.rpartition(".")
             values = [(r[method].get(group, {}) if group else r[method]).get(name) for r in per_seed.values()]
             if all(v is not None for v in values):

@@ -169,7 +169,8 @@ class PRDModel(nn.Module):
         self.visibility = bake_visibility(g.means.detach(), g.quats.detach(), g.activated_scales.detach(),
                                           g.activated_opacities.detach(), self.visibility_directions,
                                           cfg.ray_offset * scene_scale, cfg.grid_cells, cfg.max_pairs,
-                                          offset_sigmas=cfg.ray_offset_sigmas).half()
+                                          offset_sigmas=cfg.ray_offset_sigmas,
+                                          optical_depth_gain=cfg.optical_depth_gain).half()
         if self.config.init.albedo_deshadow and self.config.init.albedo is None and self.uses_visibility:
             self.deshadow_albedo()
         return self.visibility

@@ -56,6 +56,38 @@ def test_traced_transmittance_matches_a_brute_force_ray_march():
     assert traced[0].min() < 0.2 and traced[0].max() > 0.999  # blocked upwards, free sideways
 
 
+def test_sharpened_occluders_match_a_brute_force_march_with_the_sharpened_alphas():
+    """``optical_depth_gain`` gamma: each occluder's alpha becomes ``1 - (1 - alpha)^gamma`` (the brute-force
+    march applies it per Gaussian); a single Gaussian straight ahead leaves ``(1 - o)^gamma``."""
+    torch.manual_seed(2)
+    means, quats, scales, opacities = disk_of_gaussians(0.4, 0.5, 0.1, opacity=0.35)
+    quats = torch.nn.functional.normalize(quats + 0.3 * torch.randn_like(quats), dim=-1)
+    directions = fibonacci_directions(32)
+    origin = torch.zeros(1, 3)
+    gamma = 1.5
+    traced = trace_transmittance(origin, torch.zeros(1, 3), means, quats, scales, opacities, directions,
+                                 grid_cells=16, optical_depth_gain=gamma)[0].double()
+    inverse = torch.linalg.inv(covariance_3d(quats, scales).double())
+    t = torch.linspace(1e-6, 2.0, 4000, dtype=torch.float64)
+    reference = []
+    for d in directions.double():  # the march of brute_force_transmittance with the sharpened alphas
+        delta = (t[:, None] * d)[None] - means.double()[:, None]
+        q = torch.einsum("nsi,nij,nsj->ns", delta, inverse, delta)
+        alpha = (opacities.double()[:, None] * torch.exp(-0.5 * q)).max(1).values.clamp(max=ALPHA_MAX)
+        alpha = torch.where(alpha >= ALPHA_MIN, 1 - (1 - alpha) ** gamma, torch.zeros_like(alpha))
+        reference.append(torch.prod(1 - alpha))
+    reference = torch.stack(reference)
+    assert (traced - reference).abs().max() < 2e-3
+    plain = trace_transmittance(origin, torch.zeros(1, 3), means, quats, scales, opacities, directions, grid_cells=16)[0]
+    blocked = plain < 0.9
+    assert blocked.any() and bool((traced[blocked] < plain[blocked].double() - 0.01).all())  # darker where blocked
+    # one Gaussian centred straight above: T = (1 - o)^gamma exactly
+    single = trace_transmittance(origin, torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]), IDENTITY[None],
+                                 torch.tensor([[0.1, 0.1, 0.1]]), torch.tensor([0.4]), torch.tensor([[0.0, 0.0, 1.0]]),
+                                 optical_depth_gain=gamma)
+    assert abs(float(single) - 0.6 ** gamma) < 1e-6
+
+
 def test_visibility_under_an_opaque_disk_matches_its_solid_angle():
     """A receiver Gaussian under a disk of opaque Gaussians: the blocked solid angle is the disk's
     ``2 pi (1 - h / sqrt(h^2 + R^2))``; straight up is dark, downwards is free."""
