@@ -57,7 +57,12 @@ PER_GAUSSIAN_PREFIXES = ("gaussians.params.", "visibility")
 
 def per_gaussian_keys(state: dict[str, Tensor], n: int) -> set[str]:
     """The ``state_dict`` entries of a model of ``n`` Gaussians that hold one row per Gaussian (sharded);
-    the rest (the light) is replicated."""
+    the rest (the light) is replicated.
+
+    Args:
+        state: a :class:`PRDModel` ``state_dict``.
+        n: its number of Gaussians.
+    """
     return {k for k, v in state.items() if k.startswith(PER_GAUSSIAN_PREFIXES) and v.shape[:1] == (n,)}
 
 
@@ -90,7 +95,11 @@ def render_views_distributed(model: PRDModel,
 
 
 def shard_model(model: PRDModel) -> PRDModel:
-    """This rank's contiguous shard of a whole ``model`` (light copied; collective-free)."""
+    """This rank's contiguous shard of a whole ``model`` (light copied; collective-free).
+
+    Args:
+        model: the whole model, alike on every rank.
+    """
     state = model.state_dict()
     ctx = dist.context()
     n = len(model.gaussians)
@@ -103,7 +112,11 @@ def shard_model(model: PRDModel) -> PRDModel:
 
 @torch.no_grad()
 def merged_model(shard: PRDModel) -> PRDModel:
-    """Every rank's shard joined in global order (collective; every rank gets the whole model)."""
+    """Every rank's shard joined in global order (collective; every rank gets the whole model).
+
+    Args:
+        shard: this rank's shard (:func:`shard_model`).
+    """
     state = shard.state_dict()
     rows = per_gaussian_keys(state, len(shard.gaussians))
     merged = {k: (torch.cat(dist.all_gather_variable(v.contiguous())) if k in rows else v) for k, v in state.items()}
@@ -143,9 +156,11 @@ class ShardedPRDTrainer(PRDTrainer):
                              f"{train.num_views} training views")
 
     # ----------------------------------------------------------------------------------- stage 1
-    def _radiance_trainer(self) -> ShardedTrainer:
-        trainer = ShardedTrainer(self.train_scene, self.config.radiance, self.radiance_dir, teacher_maps=None,
-                                 test=self.test_scene, name=self.name, views_per_rank=self.views_per_rank)
+    def _radiance_trainer(self, folder: pathlib.Path | None = None) -> ShardedTrainer:
+        """The sharded radiance pre-training in ``folder`` (default :attr:`radiance_dir`)."""
+        trainer = ShardedTrainer(self.train_scene, self.config.radiance, folder or self.radiance_dir,
+                                 teacher_maps=None, test=self.test_scene, name=self.name,
+                                 views_per_rank=self.views_per_rank)
         trainer.fingerprint = self.radiance_fingerprint
         return trainer
 
@@ -228,7 +243,8 @@ class ShardedPRDTrainer(PRDTrainer):
                       "replicated": {k: v.detach().cpu().clone() for k, v in state.items() if k not in per_gaussian},
                       "light_adam": adam.get("light"), "stage_index": self.stage_index, "stage_step": self.stage_step,
                       "stage_seconds": self.stage_seconds, "generator": self.generator.get_state(),
-                      "history": self.history, "fingerprint": self.fingerprint, "world_size": self.ctx.world_size}
+                      "history": self.history, "fingerprint": self.fingerprint, "world_size": self.ctx.world_size,
+                      "radiance_dir": str(self.radiance_dir.resolve())}
         physical_steps = sum(s.steps for s in self.config.stages[:self.stage_index]) + self.stage_step
         return save_sharded_checkpoint(self.checkpoint_path.parent, physical_steps, shard, common)
 
@@ -262,7 +278,11 @@ class ShardedPRDTrainer(PRDTrainer):
                     else reslice(shards, lambda s: s["adam"][name][k])
                     for k, v in saved.items()}
         if self.train_scene.alphas is None and self.mask_source is None:  # the masks pre-training gave, again
-            radiance = self._radiance_trainer()
+            # from the pre-training this run started from: its entry is keyed by the views per step, so a
+            # resume on another rank count (or --views-per-rank) has another radiance_dir, where none is
+            radiance = self._radiance_trainer(pathlib.Path(common["radiance_dir"])) if "radiance_dir" in common else None
+            if radiance is None or not radiance.checkpoint_path.is_file():  # checkpoints of before, a moved cache
+                radiance = self._radiance_trainer()
             found = radiance.checkpoint_path.is_file()
             if found:
                 radiance.resume()
@@ -287,7 +307,13 @@ class ShardedPRDTrainer(PRDTrainer):
 @torch.no_grad()
 def evaluate_views_distributed(model: PRDModel, scene: Scene, backend: str = "auto") -> dict[str, float]:
     """:func:`~distill3d.inverse.trainer.evaluate_views` with ``model`` sharded: test view ``k R + r`` is
-    rendered on rank ``r`` and the sums are reduced once (every rank returns the means of all views)."""
+    rendered on rank ``r`` and the sums are reduced once (every rank returns the means of all views).
+
+    Args:
+        model: this rank's shard of the model.
+        scene: the test views (alike on every rank; a rank past the last view renders none).
+        backend: rasterizer backend.
+    """
     ctx = dist.context()
     sums = torch.zeros(4, dtype=torch.float64)  # psnr, ssim, physical psnr, views
     for first in range(0, scene.num_views, ctx.world_size):
@@ -329,8 +355,16 @@ def train_prd_sharded(scene_dir: str | pathlib.Path, config: PRDConfig, out_dir:
     so sharded and single-process pre-trainings are separate entries. Writes ``checkpoint.pt`` (merged),
     ``checkpoint_dist/``, ``metrics.json``, ``run.json`` and ``export/``; returns the metrics.
 
+    Args:
+        scene_dir, config, out_dir, downsample, resume, progress, overwrite, radiance_cache: as
+            :func:`~distill3d.inverse.pipeline.train_prd`.
+        nproc: local ranks to launch (ignored inside a torchrun job, which has its own).
+        views_per_rank: training views each rank renders per step.
+        timeout_s: how long a collective may wait for a rank before the job fails.
+
     Raises:
-        ValueError: more ranks x views per rank than training views (before any rank starts).
+        ValueError: more ranks x views per rank than training views, or ``resume`` of a single-process run
+            (``checkpoint.pt`` without ``checkpoint_dist/``; before any rank starts).
     """
     from .pipeline import load_splits
     from .relight import export
@@ -340,6 +374,11 @@ def train_prd_sharded(scene_dir: str | pathlib.Path, config: PRDConfig, out_dir:
     main = ctx is None or ctx.is_main
     ranks = ctx.world_size if ctx is not None else nproc
     scene_dir, out_dir = resolve_scene_dir(scene_dir), pathlib.Path(out_dir)
+    if resume and (out_dir / "checkpoint.pt").is_file() and not (out_dir / CHECKPOINT_DIR / MANIFEST).is_file():
+        # a single-process run: its checkpoint is not sharded, and starting over here would silently train
+        # it again from scratch (a new radiance entry too) and replace its checkpoint.pt
+        raise ValueError(f"{out_dir} holds a single-process PRD run (checkpoint.pt, no {CHECKPOINT_DIR}/): resume it "
+                         "without --nproc / --views-per-rank, or start a sharded run over it with --overwrite")
     fingerprint = run_fingerprint(scene=scene_dir, config=config.to_dict(), downsample=downsample)
     radiance_fp = {**fingerprint, "config": strip_volatile(config.radiance.to_dict()), "stage": "radiance",
                    "views_per_step": ranks * views_per_rank}

@@ -46,6 +46,8 @@ def covered_roots(distilled: DistilledDataset, graphs: list[Data]) -> list[torch
         graphs: PyG graphs with the features the set was distilled from (``x``, ``edge_index``, and
             ``edge_attr`` when the set has edge features).
     """
+    if not graphs:  # an empty split (a set without test graphs): Batch cannot be built from no graphs
+        return []
     batch = Batch.from_data_list(graphs)
     num_labels = distilled.node_features.shape[0]
     labels = _row_index(distilled.node_features, batch.x)  # num_labels: unknown
@@ -75,7 +77,11 @@ def covered_roots(distilled: DistilledDataset, graphs: list[Data]) -> list[torch
 
 def with_covered_readout(distilled: DistilledDataset, graphs: list[Data]) -> list[Data]:
     """Shallow copies of ``graphs`` whose ``root_mask`` is :func:`covered_roots` (every node where none is
-    covered); the GNN's readout (:class:`~graphdistill.mirage.models.GraphClassifier`) pools those roots."""
+    covered); the GNN's readout (:class:`~graphdistill.mirage.models.GraphClassifier`) pools those roots.
+
+    Args:
+        distilled, graphs: as :func:`covered_roots` (an empty list gives an empty list).
+    """
     out = []
     for g, mask in zip(graphs, covered_roots(distilled, graphs)):
         g = copy.copy(g)

@@ -183,7 +183,8 @@ def test_entries_in_any_order_round_trip_grouped_by_pattern(tmp_path):
     trees = torch.cat([distilled.pattern_trees[distilled.pattern_ptr[p] : distilled.pattern_ptr[p + 1]] for p in order.tolist()])
     shuffled = replace(distilled, pattern_ptr=ptr, pattern_trees=trees, pattern_class=distilled.pattern_class[order],
                        pattern_frequency=distilled.pattern_frequency[order], pattern_mass=distilled.pattern_mass[order],
-                       pattern_task=torch.arange(order.numel(), dtype=torch.int32) % 2)
+                       pattern_task=torch.arange(order.numel(), dtype=torch.int32) % 2,
+                       meta={**distilled.meta, "num_tasks": 2, "class_sizes": distilled.meta["class_sizes"] * 2})
     shuffled.save(tmp_path / "shuffled.pt")
     loaded = DistilledDataset.load(tmp_path / "shuffled.pt")
     assert sorted(entries(loaded)) == sorted(entries(shuffled))
