@@ -103,6 +103,8 @@ def shard_model(model: PRDModel) -> PRDModel:
     state = model.state_dict()
     ctx = dist.context()
     n = len(model.gaussians)
+    if n < ctx.world_size:  # an empty shard has no Gaussians to render and would skip per-Gaussian collectives
+        raise ValueError(f"{n} Gaussians cannot be split over {ctx.world_size} ranks: use at most {n} processes")
     bounds = dist.shard_bounds(n, ctx.world_size)
     mine = slice(bounds[ctx.rank], bounds[ctx.rank + 1])
     rows = per_gaussian_keys(state, n)

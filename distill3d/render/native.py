@@ -576,6 +576,14 @@ def rasterize_to_pixels_native(
         devices.add(backgrounds.device)
     if len(devices) > 1:
         raise ValueError(f"all rasterize_to_pixels_native inputs must be on one device, got {sorted(map(str, devices))}")
+    # the kernels index the Gaussians and the id list with these: a value out of range reads outside them
+    if flatten_ids.numel() and (int(flatten_ids.min()) < 0 or int(flatten_ids.max()) >= n_cameras * n_gaussians):
+        raise ValueError(f"flatten_ids must index the C * N = {n_cameras * n_gaussians} projected Gaussians, got "
+                         f"values from {int(flatten_ids.min())} to {int(flatten_ids.max())}")
+    starts = isect_offsets.flatten()
+    if starts.numel() and (int(starts[0]) < 0 or int(starts[-1]) > flatten_ids.numel()
+                           or bool((starts[1:] < starts[:-1]).any())):
+        raise ValueError(f"isect_offsets must be non-decreasing tile starts in [0, M = {flatten_ids.numel()}]")
     return rasterize_to_pixels_native_unchecked(means2d, conics, colors, opacities, width, height, tile_size,
                                                 isect_offsets, flatten_ids, backgrounds, geometry_channels,
                                                 deterministic)

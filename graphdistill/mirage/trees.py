@@ -236,15 +236,50 @@ class UnrolledTrees:
     roots: torch.Tensor  # [T] int64, node index of every tree's root (roots are nodes 0..T-1)
 
 
-def unroll_trees(levels: list[LevelTable], level: int, tree_ids: torch.Tensor) -> UnrolledTrees:
+# A distilled set of molecules unrolls to thousands of nodes; tables from a file someone else made can
+# describe trees of billions (depth 3, 2000 children per node: 8e9 nodes in a 19 KB file).
+MAX_UNROLLED_NODES = 50_000_000
+
+
+def tree_sizes(levels: list[LevelTable], level: int, limit: int = MAX_UNROLLED_NODES) -> torch.Tensor:
+    """Node count of every depth-``level`` tree of the tables, ``[n_level]`` int64, saturated at ``limit + 1``:
+
+        size_0(t) = 1,    size_l(t) = 1 + sum_{k in ptr[t] : ptr[t + 1]} size_{l-1}(child[k])
+
+    computed from the tables alone (nothing is unrolled), saturating so that no sum overflows.
+
+    Args:
+        levels: decoding tables of levels ``1..L``.
+        level: the depth of the trees to count, ``0..L``.
+        limit: counts above it are reported as ``limit + 1``.
+    """
+    if level < 0 or level > len(levels):
+        raise ValueError(f"level must be in 0..{len(levels)}, got {level}")
+    sizes = None  # level 0: every tree is one node
+    for table in levels[:level]:
+        child_sizes = torch.ones_like(table.child) if sizes is None else sizes[table.child]
+        row = torch.repeat_interleave(table.ptr[1:] - table.ptr[:-1])
+        sizes = torch.ones(table.num_trees, dtype=torch.long).index_add_(0, row, child_sizes.long())
+        sizes = sizes.clamp(max=limit + 1)
+    return sizes if sizes is not None else torch.ones(0, dtype=torch.long)
+
+
+def unroll_trees(levels: list[LevelTable], level: int, tree_ids: torch.Tensor,
+                 max_nodes: int = MAX_UNROLLED_NODES) -> UnrolledTrees:
     """Rebuilds the depth-``level`` trees ``tree_ids`` [T] from decoding tables, breadth first.
 
     A tree with branching ``d`` has about ``d**level`` nodes: this is for the few (mined) trees a
-    distilled set keeps, never for hashing.
+    distilled set keeps, never for hashing. Raises before allocating when the trees hold more than
+    ``max_nodes`` nodes together (:func:`tree_sizes`).
     """
     if level < 0 or level > len(levels):
         raise ValueError(f"level must be in 0..{len(levels)}, got {level}")
     check_tensor(tree_ids, "tree_ids", ndim=1, dtype=torch.long, nonempty=False)
+    if level > 0 and tree_ids.numel():
+        total = int(tree_sizes(levels, level, max_nodes)[tree_ids].clamp(max=max_nodes + 1).sum())
+        if total > max_nodes:
+            raise ValueError(f"the {tree_ids.numel()} trees unroll to more than {max_nodes} nodes "
+                             f"(at least {total}): refusing to build them (max_nodes)")
     num_trees = tree_ids.numel()
     labels = [levels[level - 1].label[tree_ids] if level > 0 else tree_ids]
     tree = [torch.arange(num_trees)]

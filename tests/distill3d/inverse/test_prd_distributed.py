@@ -14,7 +14,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prd_tiny_scene import tiny_prd_scene  # noqa: E402
+from prd_tiny_scene import ground_truth_model, tiny_prd_scene  # noqa: E402
 from test_prd_training import tiny_config  # noqa: E402
 
 from distillcore import dist  # noqa: E402
@@ -147,6 +147,17 @@ def test_more_ranks_than_views_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(dist, "context", lambda: dist.DistContext(0, 4, 0, torch.device("cpu"), "gloo"))
     with pytest.raises(ValueError, match="4 ranks x 2 views per rank is more than the 6 training views"):
         ShardedPRDTrainer(train, _config(), tmp_path, test, views_per_rank=2)
+
+
+def test_more_ranks_than_gaussians_is_refused(monkeypatch):
+    """An empty shard would fail deep in rendering and skip the per-Gaussian collectives the others run."""
+    truth, _ = ground_truth_model(3)
+    model = PRDModel.from_radiance(truth.gaussians, truth.config)
+    monkeypatch.setattr(dist, "context", lambda: dist.DistContext(3, 4, 0, torch.device("cpu"), "gloo"))
+    with pytest.raises(ValueError, match="3 Gaussians cannot be split over 4 ranks"):
+        shard_model(model)
+    monkeypatch.setattr(dist, "context", lambda: dist.DistContext(2, 3, 0, torch.device("cpu"), "gloo"))
+    assert len(shard_model(model).gaussians) == 1
 
 
 def test_cli_trains_on_two_ranks_then_relights(tmp_path, monkeypatch, capsys):

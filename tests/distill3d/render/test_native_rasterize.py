@@ -280,6 +280,11 @@ def test_projected_scene_several_cameras_float64_gradcheck():
         (lambda a: a.update(geometry_channels=9), "geometry_channels"),
         (lambda a: a.update(isect_offsets=a["isect_offsets"][..., :1]), "isect_offsets must have shape"),
         (lambda a: a.update(tile_size=0), "tile_size"),
+        # ids and offsets out of range read outside the buffers (a segfault before these checks)
+        (lambda a: a["flatten_ids"].__setitem__(0, 10 ** 8), "flatten_ids must index"),
+        (lambda a: a["flatten_ids"].__setitem__(0, -5), "flatten_ids must index"),
+        (lambda a: a["isect_offsets"].view(-1).__setitem__(1, 10 ** 7), "isect_offsets must be non-decreasing"),
+        (lambda a: a["isect_offsets"].view(-1).__setitem__(0, -1), "isect_offsets must be non-decreasing"),
     ],
 )
 def test_rasterize_rejects_bad_input(change, message):

@@ -5,7 +5,7 @@ import networkx as nx
 import pytest
 import torch
 
-from graphdistill.mirage.trees import hash_trees, intern_rows, unroll_trees
+from graphdistill.mirage.trees import LevelTable, hash_trees, intern_rows, tree_sizes, unroll_trees
 
 
 def random_graph(num_nodes, num_edges, num_labels, num_edge_labels, seed):
@@ -145,3 +145,27 @@ def test_bad_input_errors():
         hash_trees(torch.zeros(0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long), None, 2)
     with pytest.raises(ValueError, match="number of edges"):
         hash_trees(labels, edge_index, edge_labels[:-1], 2)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_tree_sizes_equal_the_unrolled_node_counts(seed):
+    labels, edge_index, edge_labels = random_graph(12, 20, 3, 2, seed)
+    tables = hash_trees(labels, edge_index, edge_labels, depth=3)
+    for level in range(1, 4):
+        ids = torch.arange(tables.levels[level - 1].num_trees)
+        unrolled = unroll_trees(tables.levels, level, ids)
+        assert torch.equal(tree_sizes(tables.levels, level), torch.bincount(unrolled.tree, minlength=ids.numel()))
+
+
+def test_unrolling_refuses_trees_too_large_before_building_them():
+    """Tables from a file can describe a tree of fan-out 2000 at every level: 1 + 2000 + 2000^2 + 2000^3 nodes."""
+    fan_out, depth = 2000, 3
+    table = LevelTable(torch.zeros(1, dtype=torch.long), torch.tensor([0, fan_out]),
+                       torch.zeros(fan_out, dtype=torch.long), torch.zeros(fan_out, dtype=torch.long))
+    levels = [table] * depth
+    exact = sum(fan_out ** k for k in range(depth + 1))
+    assert int(tree_sizes(levels, depth, limit=10 ** 12)[0]) == exact
+    assert int(tree_sizes(levels, depth)[0]) == 50_000_001  # saturated at the default limit + 1
+    with pytest.raises(ValueError, match="more than 1000 nodes"):
+        unroll_trees(levels, depth, torch.zeros(3, dtype=torch.long), max_nodes=1000)
+    assert unroll_trees(levels, 1, torch.zeros(1, dtype=torch.long)).node_labels.numel() == fan_out + 1
