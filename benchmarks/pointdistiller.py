@@ -43,7 +43,8 @@ from distill3d.points.train import FAMILIES, TrainConfig, build_detector, evalua
 RESULTS = Path(__file__).resolve().parent / "results" / "pointdistiller.json"
 EVAL_SEEDS = {"val": 1, "test": 2}  # simulation seeds of the held-out splits (train: 0)
 HEADLINE = "moderate"
-INFERENCE = "BatchNorm folded into the convolutions; pillar backbone channels-last; C++ FPS and kNN"
+INFERENCE = ("BatchNorm folded into the convolutions; pillar backbone channels-last; C++ cropping, pillar point "
+             "features, FPS, kNN / ball query and grouping")
 
 
 def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: SimulationConfig):
@@ -57,8 +58,8 @@ def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: Simulat
 
 
 @torch.no_grad()
-def ms_per_scan(model, scans, runs: int, decode: bool = True, repeats: int = 3) -> float:
-    """Median CPU time (ms) per scan of preprocess + forward (+ decode) of the inference copy of
+def ms_per_scan(model, scans, runs: int, repeats: int = 3) -> float:
+    """Median CPU time (ms) per scan of preprocess + forward + decode of the inference copy of
     ``model`` (:func:`fuse_for_inference`) over the first ``runs`` scans, each timed ``repeats`` times
     after one warm-up pass."""
     model = fuse_for_inference(model)
@@ -66,9 +67,7 @@ def ms_per_scan(model, scans, runs: int, decode: bool = True, repeats: int = 3) 
     for repeat in range(repeats + 1):
         for scan in scans[:runs]:
             start = time.process_time()
-            out = model(model.preprocess([torch.from_numpy(scan.points)], torch.Generator().manual_seed(0)))
-            if decode:
-                model.decode(out)
+            model.decode(model(model.preprocess([torch.from_numpy(scan.points)], torch.Generator().manual_seed(0))))
             if repeat:  # the first pass warms caches and allocators
                 times.append(time.process_time() - start)
     return 1000 * statistics.median(times)
@@ -95,11 +94,29 @@ SCALING_TEACHERS = {
 }
 
 
+@torch.no_grad()
+def interleaved_ms_per_scan(models: dict, scans, runs: int, repeats: int = 3) -> dict:
+    """Median CPU time (ms) per scan of preprocess + forward (no decoding) of the inference copies of
+    ``models``, as :func:`ms_per_scan`, but timed in turn on each scan (in alternating order), so a load
+    change on a shared machine hits them alike."""
+    fused = {name: fuse_for_inference(model) for name, model in models.items()}
+    times = {name: [] for name in models}
+    for repeat in range(repeats + 1):
+        for scan in scans[:runs]:
+            points = [torch.from_numpy(scan.points)]
+            for name, model in (fused.items() if repeat % 2 else reversed(fused.items())):
+                start = time.process_time()
+                model(model.preprocess(points, torch.Generator().manual_seed(0)))
+                if repeat:  # the first pass warms caches and allocators
+                    times[name].append(time.process_time() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
 def speed_scaling(scans, width: float, runs: int) -> dict:
     """Teacher vs width-``width`` student forward time for each of ``SCALING_TEACHERS`` and the point
     detector (untrained; BatchNorm with random statistics, as after training, so folding it is no
-    shortcut). Teacher and student are timed alternately, three rounds, and each keeps its fastest
-    round, so a load change on a shared machine hits both alike."""
+    shortcut; no decoding: untrained heads score everything alike). Teacher and student are timed in
+    turn on every scan (:func:`interleaved_ms_per_scan`), three rounds, and each keeps its fastest round."""
     rows = {}
     for name, build in [*((n, lambda w, c=c: PillarDetector(dataclasses.replace(c, width=w))) for n, c in SCALING_TEACHERS.items()),
                         ("point-default", lambda w: PointDetector(PointDetectorConfig(width=w)))]:
@@ -107,12 +124,9 @@ def speed_scaling(scans, width: float, runs: int) -> dict:
         for model in models.values():
             randomise_batchnorm(model)
         row = {f"{role}_params": sum(p.numel() for p in m.parameters()) for role, m in models.items()}
-        for role, model in models.items():
-            row[f"{role}_forward_ms"] = float("inf")
-        for _ in range(3):
-            for role, model in models.items():
-                # no decoding: untrained heads score everything alike
-                row[f"{role}_forward_ms"] = min(row[f"{role}_forward_ms"], ms_per_scan(model, scans, runs, decode=False))
+        rounds = [interleaved_ms_per_scan(models, scans, runs) for _ in range(3)]
+        for role in models:
+            row[f"{role}_forward_ms"] = min(r[role] for r in rounds)
         row["speedup"] = row["teacher_forward_ms"] / row["student_forward_ms"]
         rows[name] = row
     return rows

@@ -11,7 +11,9 @@
 #include <tuple>
 
 #include "cpu/kernels_cpu.h"
+#include "cpu/points_group_cpu.h"
 #include "cpu/points_knn_cpu.h"
+#include "cpu/points_prep_cpu.h"
 #include "cpu/sampling_cpu.h"
 #if defined(D3_WITH_CUDA)
 #include <c10/cuda/CUDAStream.h>
@@ -382,6 +384,69 @@ std::tuple<at::Tensor, at::Tensor> knn_points(const at::Tensor& query, const at:
     return {dist, idx};
 }
 
+// Indices [K] int64 (ascending) of the rows of points [P,C] (CPU, C >= 3) inside lo [3] <= xyz < hi [3], see
+// cpu/points_prep_cpu.h.
+at::Tensor crop_points(const at::Tensor& points, const at::Tensor& lo, const at::Tensor& hi) {
+    TORCH_CHECK(points.device().is_cpu() && lo.device().is_cpu() && hi.device().is_cpu(), "crop_points has a CPU kernel only");
+    TORCH_CHECK(points.dim() == 2 && points.size(1) >= 3, "points must be [P, C] with C >= 3");
+    TORCH_CHECK(lo.numel() == 3 && hi.numel() == 3, "lo and hi must hold 3 values");
+    TORCH_CHECK(lo.scalar_type() == points.scalar_type() && hi.scalar_type() == points.scalar_type(), "one dtype");
+    const auto p = points.contiguous(), l = lo.contiguous(), h = hi.contiguous();
+    auto keep = at::empty({p.size(0)}, p.options().dtype(at::kLong));
+    int64_t count = 0;
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "crop_points", [&] {
+        count = distill3d::cpu::crop_points<scalar_t>(p.size(0), p.size(1), p.data_ptr<scalar_t>(), l.data_ptr<scalar_t>(),
+                                                      h.data_ptr<scalar_t>(), keep.data_ptr<int64_t>());
+    });
+    return keep.narrow(0, 0, count);
+}
+
+// Pillar cells [P] int64 and point features [P,9] of the cropped points [P,4] of B scans (CPU; counts [B]
+// int64 consecutive points each) on an H x W grid, see cpu/points_prep_cpu.h.
+std::tuple<at::Tensor, at::Tensor> pillar_point_features(const at::Tensor& points, const at::Tensor& counts, double x0,
+                                                         double y0, double pillar_size, int64_t H, int64_t W) {
+    TORCH_CHECK(points.device().is_cpu() && counts.device().is_cpu(), "pillar_point_features has a CPU kernel only");
+    TORCH_CHECK(points.dim() == 2 && points.size(1) == 4, "points must be [P, 4]");
+    TORCH_CHECK(counts.dim() == 1 && counts.scalar_type() == at::kLong, "counts must be [B] int64");
+    TORCH_CHECK(H > 0 && W > 0 && pillar_size > 0, "the grid must be non-empty");
+    const auto p = points.contiguous(), n = counts.contiguous();
+    TORCH_CHECK(n.sum().item<int64_t>() == p.size(0) && (n.numel() == 0 || n.min().item<int64_t>() >= 0),
+                "counts must be non-negative and sum to the number of points");
+    auto cell = at::empty({p.size(0)}, p.options().dtype(at::kLong));
+    auto feats = at::empty({p.size(0), 9}, p.options());
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pillar_point_features", [&] {
+        distill3d::cpu::pillar_point_features<scalar_t>(n.size(0), n.data_ptr<int64_t>(), p.data_ptr<scalar_t>(),
+                                                        static_cast<scalar_t>(x0), static_cast<scalar_t>(y0),
+                                                        static_cast<scalar_t>(pillar_size), H, W,
+                                                        cell.data_ptr<int64_t>(), feats.data_ptr<scalar_t>());
+    });
+    return {cell, feats};
+}
+
+// Group rows [B,S,K,3+C] of PointNet++: ((xyz[g] - centre) / radius, feats[g]) for the neighbour indices
+// group [B,S,K] of each centre (CPU), see cpu/points_group_cpu.h.
+at::Tensor group_points(const at::Tensor& xyz, const at::Tensor& feats, const at::Tensor& centres, const at::Tensor& group,
+                        double radius) {
+    TORCH_CHECK(xyz.device().is_cpu() && feats.device().is_cpu() && centres.device().is_cpu() && group.device().is_cpu(),
+                "group_points has a CPU kernel only");
+    TORCH_CHECK(xyz.dim() == 3 && xyz.size(2) == 3 && feats.dim() == 3 && feats.size(0) == xyz.size(0) &&
+                    feats.size(1) == xyz.size(1), "xyz must be [B, N, 3] and feats [B, N, C]");
+    TORCH_CHECK(centres.dim() == 3 && centres.size(0) == xyz.size(0) && centres.size(2) == 3 && group.dim() == 3 &&
+                    group.size(0) == xyz.size(0) && group.size(1) == centres.size(1) && group.scalar_type() == at::kLong,
+                "centres must be [B, S, 3] and group [B, S, K] int64");
+    TORCH_CHECK(feats.scalar_type() == xyz.scalar_type() && centres.scalar_type() == xyz.scalar_type(), "one dtype");
+    TORCH_CHECK(group.numel() == 0 || (group.min().item<int64_t>() >= 0 && group.max().item<int64_t>() < xyz.size(1)),
+                "group indices must lie in [0, N)");
+    const auto p = xyz.contiguous(), f = feats.contiguous(), c = centres.contiguous(), g = group.contiguous();
+    auto out = at::empty({g.size(0), g.size(1), g.size(2), 3 + f.size(2)}, p.options());
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "group_points", [&] {
+        distill3d::cpu::group_points<scalar_t>(p.size(0), p.size(1), f.size(2), g.size(1), g.size(2), p.data_ptr<scalar_t>(),
+                                               f.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), g.data_ptr<int64_t>(),
+                                               static_cast<scalar_t>(radius), out.data_ptr<scalar_t>());
+    });
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -394,6 +459,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("rasterize_backward", &rasterize_backward);
     m.def("farthest_point_sample", &farthest_point_sample);
     m.def("knn_points", &knn_points);
+    m.def("crop_points", &crop_points);
+    m.def("pillar_point_features", &pillar_point_features);
+    m.def("group_points", &group_points);
 #if defined(D3_WITH_CUDA)
     m.attr("with_cuda") = true;
 #else

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from distill3d.points.nms import batched_rotated_nms
+from distill3d.points.sampling import native_cpu_kernels
 from distillcore import dist
 from distillcore.checks import check_tensor
 
@@ -64,14 +65,32 @@ def check_point_batch(points: list[Tensor]) -> None:
             raise ValueError(f"points[{i}] must have shape [P, 4] (x, y, z, intensity), got {list(p.shape)}")
 
 
-def crop_to_range(points: Tensor, point_range: tuple[float, ...], scan_index: int) -> Tensor:
-    """Points of one scan inside ``point_range`` (x_min, y_min, z_min, x_max, y_max, z_max)."""
+def range_indices(points: Tensor, point_range: tuple[float, ...], scan_index: int) -> Tensor:
+    """Indices, ascending, of the points of one scan inside ``point_range`` (x_min, y_min, z_min, x_max,
+    y_max, z_max): :math:`lo_a \\le p_a < hi_a` on the three axes.
+
+    On CPU tensors this is one pass of the native kernel (``csrc/cpu/points_prep_cpu.h``): the torch
+    comparisons on the strided coordinate columns and the row reduction took about 1 ms of every scan
+    on one thread, a cost that does not shrink with the detector's width.
+
+    Shapes:
+        points ``[P, C]`` (``C >= 3``) -> ``[K]`` int64, ``K >= 1`` (no point inside: ``ValueError``).
+    """
     lo = points.new_tensor(point_range[:3])
     hi = points.new_tensor(point_range[3:])
-    inside = ((points[:, :3] >= lo) & (points[:, :3] < hi)).all(dim=1)
-    if not bool(inside.any()):
+    kernels = native_cpu_kernels(points)
+    if kernels is not None:
+        inside = kernels.crop_points(points, lo, hi)
+    else:
+        inside = ((points[:, :3] >= lo) & (points[:, :3] < hi)).all(dim=1).nonzero().squeeze(1)
+    if inside.numel() == 0:
         raise ValueError(f"points[{scan_index}] has no point inside the detection range {tuple(point_range)}")
-    return points[inside]
+    return inside
+
+
+def crop_to_range(points: Tensor, point_range: tuple[float, ...], scan_index: int) -> Tensor:
+    """Points of one scan inside ``point_range``, in their order in the scan (:func:`range_indices`)."""
+    return points.index_select(0, range_indices(points, point_range, scan_index))
 
 
 def rank_normalizer(count: Tensor) -> Tensor:
@@ -120,4 +139,4 @@ class Detector(nn.Module):
 
 
 __all__ = ["DetectorOutput", "Detections", "PostProcessConfig", "select_detections", "check_point_batch",
-           "crop_to_range", "rank_normalizer", "scaled", "Detector"]
+           "range_indices", "crop_to_range", "rank_normalizer", "scaled", "Detector"]

@@ -41,10 +41,10 @@ from torch import Tensor, nn
 from distill3d.points.box_coder import CODE_SIZE, decode_boxes, encode_boxes
 from distill3d.points.boxes import points_in_boxes
 from distill3d.points.detector import (
-    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, crop_to_range, rank_normalizer, scaled,
+    Detections, Detector, DetectorOutput, PostProcessConfig, check_point_batch, range_indices, rank_normalizer, scaled,
     select_detections,
 )
-from distill3d.points.sampling import ball_group, farthest_point_sample, gather_rows, nearest_neighbours
+from distill3d.points.sampling import ball_group, farthest_point_sample, gather_rows, native_cpu_kernels, nearest_neighbours
 
 INTERPOLATION_NEIGHBOURS = 3
 
@@ -83,6 +83,26 @@ def shared_mlp(channels: list[int], dims: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def group_points(xyz: Tensor, feats: Tensor, centres: Tensor, group: Tensor, radius: float) -> Tensor:
+    """PointNet++'s group rows :math:`[(p_j - c)/r, f_j]` for the neighbours :math:`j` of each centre :math:`c`.
+
+    On CPU tensors that need no gradient, one pass of the native kernel (``csrc/cpu/points_group_cpu.h``)
+    writes each row, with the float arithmetic of the torch version (two gathers, a subtraction, a
+    division and a concatenation over all ``S k`` rows: 4-5x slower on the detector's groups, a cost that
+    does not shrink with its width); elsewhere the torch version.
+
+    Shapes:
+        xyz ``[B, N, 3]``, feats ``[B, N, C]``, centres ``[B, S, 3]``, group ``[B, S, k]`` int64 into ``N``
+        -> ``[B, S, k, 3 + C]``.
+    """
+    needs_grad = torch.is_grad_enabled() and (xyz.requires_grad or feats.requires_grad or centres.requires_grad)
+    kernels = None if needs_grad else native_cpu_kernels(xyz, feats, centres)
+    if kernels is not None:
+        return kernels.group_points(xyz, feats, centres, group, radius)
+    rel = (gather_rows(xyz, group) - centres[:, :, None]) / radius
+    return torch.cat([rel, gather_rows(feats, group)], dim=-1)
+
+
 class GroupedPointNet(nn.Module):
     """:math:`g_c = \\max_{j \\in \\mathcal N(c)} \\mathrm{MLP}([(p_j - c)/r, f_j])` over the ball query
     :math:`\\mathcal N(c)` of each centre: the grouping of set abstraction and of the proposal head."""
@@ -95,8 +115,7 @@ class GroupedPointNet(nn.Module):
     def forward(self, centres: Tensor, xyz: Tensor, feats: Tensor) -> Tensor:
         """``centres`` [B, S, 3], ``xyz`` [B, N, 3], ``feats`` [B, N, C] -> [B, S, C']."""
         group = ball_group(centres, xyz, self.k, self.radius)  # [B, S, k]
-        rel = (gather_rows(xyz, group) - centres[:, :, None]) / self.radius
-        grouped = torch.cat([rel, gather_rows(feats, group)], dim=-1)  # [B, S, k, 3 + C]
+        grouped = group_points(xyz, feats, centres, group, self.radius)  # [B, S, k, 3 + C]
         b, s, k, c = grouped.shape
         return self.mlp(grouped.view(-1, c)).view(b, s, k, -1).amax(dim=2)
 
@@ -177,13 +196,13 @@ class PointDetector(Detector):
         check_point_batch(points)
         out = []
         for i, p in enumerate(points):
-            p = crop_to_range(p, self.cfg.point_range, i)
+            inside = range_indices(p, self.cfg.point_range, i)  # resampled from, without copying the crop
             n = self.cfg.num_points
-            if len(p) >= n:
-                idx = torch.randperm(len(p), generator=generator)[:n]
+            if len(inside) >= n:
+                idx = torch.randperm(len(inside), generator=generator)[:n]
             else:
-                idx = torch.cat([torch.arange(len(p)), torch.randint(len(p), (n - len(p),), generator=generator)])
-            out.append(p[idx.to(p.device)])
+                idx = torch.cat([torch.arange(len(inside)), torch.randint(len(inside), (n - len(inside),), generator=generator)])
+            out.append(p.index_select(0, inside[idx.to(p.device)]))
         return torch.stack(out)
 
     def forward(self, points: Tensor, *, distill_only: bool = False) -> DetectorOutput:
@@ -269,4 +288,4 @@ class PointDetector(Detector):
         return [select_detections(boxes[b], scores[b], labels[b], self.cfg.postprocess) for b in range(len(boxes))]
 
 
-__all__ = ["PointDetectorConfig", "PointDetector", "GroupedPointNet", "SetAbstraction", "FeaturePropagation", "softmax_focal_loss"]
+__all__ = ["PointDetectorConfig", "PointDetector", "group_points", "GroupedPointNet", "SetAbstraction", "FeaturePropagation", "softmax_focal_loss"]
