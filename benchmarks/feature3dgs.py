@@ -136,9 +136,10 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
       compressed field is scored in D_low without decoding (``SpeedUpDecoder.cosine_similarity``), so no
       D-channel map is written.
 
-    Times are CPU time of this process (``time.process_time``; the benchmark runs torch on one thread),
-    which other processes on a shared machine inflate far less than wall-clock time; widths are timed
-    interleaved and each keeps its fastest of ``repeats`` rounds over the views."""
+    Times are CPU time of this process (``time.process_time``, all its threads together: the committed
+    runs use ``OMP_NUM_THREADS=1``, recorded as ``torch_threads``), which other processes on a shared
+    machine inflate far less than wall-clock time; widths are timed interleaved and each keeps its
+    fastest of ``repeats`` rounds over the views."""
     from distill3d.query import nearest_prototype
     from distill3d.render import rasterize
 
@@ -225,11 +226,17 @@ def class_ious(reference_maps, reference_masks, eval_maps, eval_masks, num_class
 
 
 def psnr_curve_summary(history: list[dict], seconds_per_step: float) -> dict:
-    """Held-out PSNR along training and the first evaluated step at >= TARGET_PSNR (None if never)."""
+    """Held-out PSNR along training and the first evaluated step at >= TARGET_PSNR (None if never), with
+    the training time to it: as the trainer recorded it, else ``step * seconds_per_step`` (the run's mean,
+    an over-estimate: early steps have fewer Gaussians)."""
     curve = [{"step": h["step"], "psnr": h["psnr"]} for h in history if "psnr" in h]
-    reached = next((c["step"] for c in curve if c["psnr"] >= TARGET_PSNR), None)
-    return {"psnr_curve": curve, "steps_to_30db": reached,
-            "seconds_to_30db": None if reached is None else reached * seconds_per_step}
+    first = next((h for h in history if h.get("psnr", -math.inf) >= TARGET_PSNR), None)
+    if first is None:
+        return {"psnr_curve": curve, "steps_to_30db": None, "seconds_to_30db": None}
+    recorded = "total_train_seconds" in first
+    return {"psnr_curve": curve, "steps_to_30db": first["step"],
+            "seconds_to_30db": first["total_train_seconds"] if recorded else first["step"] * seconds_per_step,
+            "seconds_to_30db_from": "recorded" if recorded else "mean time per step"}
 
 
 def compressed_widths(field: FeatureField, train_maps: list[torch.Tensor], args) -> dict[int, FeatureField]:

@@ -23,13 +23,16 @@ Queries without decoding (:meth:`SpeedUpDecoder.cosine_similarity`): a segmentat
 pixel by ``cos(W f + b, q)`` with ``q`` in the teacher's space, and both terms of the cosine fold into
 ``D_low``-sized algebra,
 
-    (W f + b) . q = f . (W^T q) + b . q,       |W f + b|^2 = f^T (W^T W) f + 2 f . (W^T b) + |b|^2,
+    (W f + b) . q = f . (W^T q) + b . q,       |W f + b|^2 = |R f + Q^T b|^2 + |b - Q Q^T b|^2
 
-so a consumer of the scores (masks, nearest-prototype labels) never writes the ``D``-channel map: per
-pixel ``O(D_low (D_low + K))`` for ``K`` queries instead of ``O(D (D_low + K))``. A nearest-prototype
-label needs only the dot products with the unit prototypes (the pixel's own norm does not change which
-prototype wins), ``O(D_low K)`` per pixel. Bilinear upsampling
-commutes with the decode (its weights sum to one), so maps are upsampled in ``D_low`` as well.
+with ``W = Q R`` (``Q`` orthonormal columns, ``R`` ``D_low x D_low``): a sum of squares, as accurate as
+decoding even where ``|W f + b|`` is much shorter than ``|b|`` (the expansion
+``f^T W^T W f + 2 f . W^T b + |b|^2`` cancels there), so a consumer of the scores (masks,
+nearest-prototype labels) never writes the ``D``-channel map: per pixel ``O(D_low (D_low + K))`` for
+``K`` queries instead of ``O(D (D_low + K))``. A nearest-prototype label needs only the dot products
+with the unit prototypes (the pixel's own norm does not change which prototype wins), ``O(D_low K)`` per
+pixel. Bilinear upsampling commutes with the decode (its weights sum to one), so maps are upsampled in
+``D_low`` as well.
 """
 from __future__ import annotations
 
@@ -110,12 +113,17 @@ class SpeedUpDecoder(nn.Module):
         """
         check_tensor(features, "features", ndim=2, shape=(None, self.low_dim), floating=True)
         folded_queries, query_offsets = self.fold_queries(queries)
-        # the D_low-sized products in float64 (cheap): the squared norm adds terms of |b|^2's size that cancel
+        # The norm as a sum of squares (module doc), not f^T W^T W f + 2 f . W^T b + |b|^2: where the decoded
+        # vector is much shorter than b those terms cancel, and in float32 the expansion lost 100x the accuracy
+        # of decoding. The D_low-sized factors in float64 (cheap).
         weight, bias = self.conv.weight[:, :, 0, 0].double(), self.conv.bias.double()
-        gram, cross = (weight.T @ weight).to(features), (weight.T @ bias).to(features)
+        basis, triangle = torch.linalg.qr(weight)  # W = Q R, Q orthonormal columns
+        inside = basis.T @ bias
+        outside = (bias - basis @ inside).square().sum()
         dots = features @ folded_queries + query_offsets
-        squared = ((features @ gram) * features).sum(1) + 2 * (features @ cross) + float(bias @ bias)
-        norms = squared.clamp_min(0).sqrt().clamp_min(eps)
+        squared = torch.addmm(inside.to(features), features, triangle.T.to(features)).square().sum(1)
+        squared = squared + outside.to(features)
+        norms = squared.sqrt().clamp_min(eps)
         return dots / (norms[:, None] * queries.norm(dim=1).clamp_min(eps))
 
     def decode_rows(self, features: Tensor) -> Tensor:

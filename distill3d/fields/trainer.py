@@ -274,7 +274,9 @@ class Trainer:
                                 gaussians=self.field.num_gaussians)
                 tb.add_scalars({**logs, "gaussians": self.field.num_gaussians}, self.step, prefix="train/")
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.test_scene is not None:
-                self.history.append({"step": self.step, **self.evaluate()})
+                # the training time so far (this evaluation excluded): how long a quality took to reach
+                seconds = earlier_seconds + time.perf_counter() - started
+                self.history.append({"step": self.step, "total_train_seconds": seconds, **self.evaluate()})
                 tb.add_scalars(self.history[-1], self.step, prefix="test/")
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.total_train_seconds = earlier_seconds + time.perf_counter() - started

@@ -102,6 +102,8 @@ def nearest_prototype(features: Tensor, prototypes: Tensor, decoder=None) -> Ten
     """Labels ``[H, W]``: index of the prototype ``[K, D]`` with the highest cosine similarity
     (``decoder`` as in :func:`similarity_map`: ``features [D_low, H, W]``, prototypes in the teacher's space)."""
     _check_map(features)
+    if decoder is not None:
+        check_tensor(features, "features", shape=(decoder.low_dim, None, None), finite=False)  # scanned above
     width = features.shape[0] if decoder is None else decoder.teacher_dim
     check_tensor(prototypes, "prototypes", shape=(None, width), floating=True)
     rows = features.reshape(features.shape[0], -1).T

@@ -280,6 +280,7 @@ class ViewerSession:
         features = self.features(camera)
         return self._select(camera, features, box_query(features, tuple(int(v) for v in box)), threshold)
 
+    @torch.no_grad()
     def set_threshold(self, threshold: float, camera: ViewerCamera | None = None) -> Selection | None:
         """Re-thresholds the current query (the slider); the mask is recomputed on ``camera`` (default: the
         selection's own camera)."""

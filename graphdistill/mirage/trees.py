@@ -250,18 +250,19 @@ def tree_sizes(levels: list[LevelTable], level: int, limit: int = MAX_UNROLLED_N
 
     Args:
         levels: decoding tables of levels ``1..L``.
-        level: the depth of the trees to count, ``0..L``.
+        level: the depth of the trees to count, ``1..L`` (a level-0 tree is one node, and the tables do
+            not hold how many there are).
         limit: counts above it are reported as ``limit + 1``.
     """
-    if level < 0 or level > len(levels):
-        raise ValueError(f"level must be in 0..{len(levels)}, got {level}")
+    if level < 1 or level > len(levels):
+        raise ValueError(f"level must be in 1..{len(levels)}, got {level}")
     sizes = None  # level 0: every tree is one node
     for table in levels[:level]:
         child_sizes = torch.ones_like(table.child) if sizes is None else sizes[table.child]
         row = torch.repeat_interleave(table.ptr[1:] - table.ptr[:-1])
         sizes = torch.ones(table.num_trees, dtype=torch.long).index_add_(0, row, child_sizes.long())
         sizes = sizes.clamp(max=limit + 1)
-    return sizes if sizes is not None else torch.ones(0, dtype=torch.long)
+    return sizes
 
 
 def unroll_trees(levels: list[LevelTable], level: int, tree_ids: torch.Tensor,

@@ -82,6 +82,17 @@ def test_resume_is_bit_identical(tmp_path):
     assert straight.generator.get_state().equal(resumed.generator.get_state())
 
 
+def test_evaluations_record_the_training_time_to_them(tmp_path):
+    """Each held-out evaluation along training carries the training time up to it (how long a quality took)."""
+    train, test, maps = tiny_scene(num_train=3, num_test=1, size=16, cell=4)
+    trainer = Trainer(train, tiny_config(6, backend="torch", eval_every=2), tmp_path, maps, test)
+    final = trainer.train(progress=False)
+    along = trainer.history[:-1]
+    assert [h["step"] for h in along] == [2, 4]
+    times = [h["total_train_seconds"] for h in along] + [final["total_train_seconds"]]
+    assert 0 < times[0] < times[1] < times[2]
+
+
 def test_opacity_reset_happens(tmp_path):
     """gsplat 1.5.3 never resets opacities (operator-precedence bug); our trainer does."""
     train, _, maps = tiny_scene(num_train=3, num_test=1, size=16)
