@@ -19,6 +19,8 @@ albedo / materials swapped in, and how each model treats cast shadows. Writes ``
     python benchmarks/prd.py --set model.init.albedo=0.5 --out /tmp/prd_grey.json   # (a) and (b) with other settings
     python benchmarks/prd.py --size medium --scenes interreflect --visibility both --seeds 0 1 2
     python benchmarks/prd.py --size quick --scenes default glossy --visibility both --methods prd   # (a) only
+    python benchmarks/prd.py --size quick --scenes interreflect default glossy --visibility on --seeds 0 1 2 \
+        --set model.init.albedo_deshadow_side=cameras model.init.albedo_deshadow_floor=0.3   # docs/prd.md
 
 ``--visibility on`` shades (a) and (b) with the baked visibility of ``distill3d.inverse.visibility``
 (``both``: with and without, as ``prd`` / ``alpha_one`` and ``prd_visibility`` / ``alpha_one_visibility``).
@@ -44,7 +46,7 @@ import torch
 
 from distillcore.serialization import write_json_atomic
 from distill3d.data import SCENES_DIR
-from distill3d.data.builder import build_scene
+from distill3d.data.builder import build_scene, mitsuba_scene_dict
 from distill3d.data.recipes import RECIPES, get_recipe
 from distill3d.inverse.config import PRDConfig
 from distill3d.inverse.cubemap import texel_directions, texel_solid_angles
@@ -111,14 +113,12 @@ def visibility_leak(model: PRDModel, scene_dir: pathlib.Path, scene: Scene) -> d
     if meta.get("name") not in RECIPES or scene.environment is None or not model.uses_visibility:
         return None
     try:
-        from distill3d.data.builder import _scene_dict  # the recipe's mitsuba scene, as the builder rendered it
         from distill3d.data.mitsuba_setup import ensure_variant
         mi = ensure_variant()
     except ImportError:
         return None
     recipe = get_recipe(meta["name"])
-    environment = scene.environment.numpy().astype("float32")
-    shapes = mi.load_dict(_scene_dict(recipe, environment))
+    shapes = mi.load_dict(mitsuba_scene_dict(recipe, scene.environment.numpy().astype("float32")))
     means = model.gaussians.means.detach().double()
     half_x, half_y = recipe.table.half_extent
     on_table = (means[:, 2].abs() < TABLE_BAND) & (means[:, 0].abs() < half_x) & (means[:, 1].abs() < half_y)
@@ -242,6 +242,12 @@ METHOD_LABELS = {"prd": "(a) PRD", "alpha_one": "(b) physical only (alpha=1)",
 SUMMARY_METRICS = ("novel_psnr", "relit_psnr", "relit_psnr_aligned", "albedo_psnr")
 
 
+def _cell(value: float | None, width: int) -> str:
+    """A table cell: the value to 3 decimals, or '-' where it is missing or was stored as null (a NaN
+    correlation is written to JSON as null)."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"
+
+
 def print_table(scene: str, r: dict) -> None:
     cols = ("novel_psnr", "novel_ssim", "relit_psnr", "relit_psnr_aligned", "relit_ssim", "albedo_psnr",
             "normal_error_deg", "mean_progress_objects")
@@ -252,7 +258,7 @@ def print_table(scene: str, r: dict) -> None:
     names.update({k: f"(a) initial progress {k.rsplit('_', 1)[1]}" for k in r if k.startswith("prd_progress_init_")})
     for key, label in names.items():
         row = r[key]
-        print(f"{label:<34}" + "".join(f"{row[c]:>22.3f}" if c in row else f"{'-':>22}" for c in cols))
+        print(f"{label:<34}" + "".join(_cell(row.get(c), 22) for c in cols))
     for suffix in ("", "_visibility"):
         a, b = r.get("prd" + suffix), r.get("alpha_one" + suffix)
         if a and b:
@@ -270,7 +276,7 @@ def print_table(scene: str, r: dict) -> None:
     for key, label in names.items():
         row = r[key].get("oracles", {})
         if row:
-            print(f"{label:<34}" + "".join(f"{row[c]:>27.3f}" if c in row else f"{'-':>27}" for c in oracle_cols))
+            print(f"{label:<34}" + "".join(_cell(row.get(c), 27) for c in oracle_cols))
     fallback_cols = ("unmodelled_fraction_mean", "correlation_1_minus_progress_vs_unmodelled", "progress_dominated",
                      "progress_rest", "albedo_abs_error_dominated", "albedo_abs_error_rest", "physical_abs_error_dominated",
                      "physical_abs_error_rest", "radiance_abs_error_dominated", "radiance_abs_error_rest")
@@ -280,7 +286,7 @@ def print_table(scene: str, r: dict) -> None:
         for key, label in names.items():
             row = r[key].get("fallback", {})
             if row:
-                print(f"{label:<34}" + "".join(f"{row[c]:>45.3f}" if c in row else f"{'-':>45}" for c in fallback_cols))
+                print(f"{label:<34}" + "".join(_cell(row.get(c), 45) for c in fallback_cols))
     if any("visibility_leak" in r[k] for k in names if isinstance(r[k], dict)):
         print("visible fraction of the training light (S) and of the cosine-weighted hemisphere (ambient) of table-top "
               "receivers: baked V against rays on the true shapes (visibility_leak)")
@@ -288,8 +294,7 @@ def print_table(scene: str, r: dict) -> None:
         for key, label in names.items():
             row = r[key].get("visibility_leak", {})
             if row:
-                print(f"{label:<34}" + "".join(f"{row[c]:>30.3f}" if row.get(c) is not None else f"{'-':>30}"
-                                               for c in LEAK_COLUMNS))
+                print(f"{label:<34}" + "".join(_cell(row.get(c), 30) for c in LEAK_COLUMNS))
 
 
 

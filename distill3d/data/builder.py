@@ -180,6 +180,21 @@ def _scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
     return scene
 
 
+def mitsuba_scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
+    """The recipe's shapes, materials and light as the mitsuba scene dictionary the builder renders
+    (``mi.load_dict`` it in the ``scalar_rgb`` variant, ``mitsuba_setup.ensure_variant``): for tracing rays
+    on the true shapes (``ray_test``, ``ray_intersect``).
+
+    Args:
+        recipe: the scene recipe (``distill3d.data.recipes``).
+        environment: the light, a linear HDR equirectangular map (y-up, as ``environment.npz`` stores it).
+
+    Shapes:
+        environment ``[He, We, 3]`` float32.
+    """
+    return _scene_dict(recipe, environment)
+
+
 def _surround_rows(surround: SurroundSpec | None) -> list[tuple[str, MaterialSpec]]:
     if surround is None:
         return []

@@ -85,6 +85,13 @@ class MaterialInitConfig:
     # (interreflect) and +0.11 dB (default), albedo in cast shadows 0.43 -> 0.45 and 0.83 -> 0.87 (docs/prd.md)
     albedo_deshadow: bool = True
     albedo_deshadow_floor: float = 0.2  # s_min: the least shadowing divided out (at most 1 / s_min brighter)
+    # the side of each Gaussian's shortest axis the shadowing is measured on (PRDModel.deshadow_albedo):
+    # "cameras" (the side the training cameras that see it are on; needs bake_visibility(..., cameras=...))
+    # or "light" (the side receiving more light through the visibility: the underside for 47% of the
+    # interreflect table's Gaussians, which then keep their shadow). "cameras" with floor 0.3, quick size,
+    # 3 seeds: albedo in cast shadows 0.46 -> 0.60 / 0.90 -> 0.92 / 0.81 -> 0.84 (interreflect / default /
+    # glossy), relit aligned +1.11 / -0.13 / -0.14 dB, albedo PSNR +1.80 / -0.59 / -0.55 dB (docs/prd.md)
+    albedo_deshadow_side: Literal["cameras", "light"] = "light"
 
     def __post_init__(self):
         self.validate()
@@ -95,6 +102,7 @@ class MaterialInitConfig:
         if not isinstance(self.albedo_deshadow, bool):
             raise ValueError(f"model.init.albedo_deshadow must be true or false, got {self.albedo_deshadow!r}")
         check_range(self.albedo_deshadow_floor, "model.init.albedo_deshadow_floor", 0, 1, low_open=True)
+        check_choice(self.albedo_deshadow_side, "model.init.albedo_deshadow_side", ("cameras", "light"))
         check_range(self.roughness, "model.init.roughness", 0, 1)
         check_range(self.metallic, "model.init.metallic", 0, 1)
         check_range(self.progress, "model.init.progress", 0, 1)

@@ -179,7 +179,8 @@ class ShardedPRDTrainer(PRDTrainer):
         self.history.append({"stage": "radiance", **metrics})
         if self.config.model.visibility.enabled:
             started = time.perf_counter()
-            model.bake_visibility(self.scene_scale)  # of the merged field: a shard's occluders are everywhere
+            # of the merged field (a shard's occluders are everywhere), every rank with all training views
+            model.bake_visibility(self.scene_scale, cameras=self.train_scene)
             self.history.append({"stage": "visibility", "seconds": time.perf_counter() - started})
         self.model = shard_model(model)
         return metrics

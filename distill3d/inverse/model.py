@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distill3d.data import Scene
 from distill3d.data.colorspace import linear_to_srgb, srgb_to_linear
 from distill3d.gaussians import SH_C0, STANDARD_KEYS, Gaussians
 from distill3d.render import rasterize
@@ -40,7 +41,7 @@ from distill3d.render import rasterize
 from .brdf_lut import brdf_lut
 from .config import ModelConfig
 from .cubemap import EnvironmentMap
-from .normals import gaussian_normals, pixel_view_directions, shortest_axes
+from .normals import camera_facing_signs, gaussian_normals, pixel_view_directions, shortest_axes
 from .shading import PreparedLight, prepare_light, reflect, shade
 from .visibility import bake_visibility, fibonacci_directions, occluded_irradiance, specular_visibility
 
@@ -160,23 +161,26 @@ class PRDModel(nn.Module):
         return self.config.visibility.enabled and self.visibility.shape[0] == len(self.gaussians)
 
     @torch.no_grad()
-    def bake_visibility(self, scene_scale: float) -> Tensor:
+    def bake_visibility(self, scene_scale: float, cameras: Scene | None = None) -> Tensor:
         """Traces ``V`` [N, D] of the current Gaussians (``visibility.bake_visibility``) and keeps it; with
         ``config.init.albedo_deshadow`` (and the albedo from the radiance colour) then divides the shadows out
-        of the initial albedo (:meth:`deshadow_albedo`). The trainers bake once, right after
-        :meth:`from_radiance`."""
+        of the initial albedo (:meth:`deshadow_albedo`, which takes the training ``cameras``). The trainers
+        bake once, right after :meth:`from_radiance`."""
         g, cfg = self.gaussians, self.config.visibility
+        deshadow = self.config.init.albedo_deshadow and self.config.init.albedo is None and cfg.enabled
+        if deshadow:
+            self._check_deshadow_cameras(cameras)  # before the trace, not after it
         self.visibility = bake_visibility(g.means.detach(), g.quats.detach(), g.activated_scales.detach(),
                                           g.activated_opacities.detach(), self.visibility_directions,
                                           cfg.ray_offset * scene_scale, cfg.grid_cells, cfg.max_pairs,
                                           offset_sigmas=cfg.ray_offset_sigmas,
                                           optical_depth_gain=cfg.optical_depth_gain).half()
-        if self.config.init.albedo_deshadow and self.config.init.albedo is None and self.uses_visibility:
-            self.deshadow_albedo()
+        if deshadow and self.uses_visibility:
+            self.deshadow_albedo(cameras)
         return self.visibility
 
     @torch.no_grad()
-    def deshadow_albedo(self) -> Tensor:  # [N, 3]
+    def deshadow_albedo(self, cameras: Scene | None = None) -> Tensor:  # [N, 3]
         """Divides each Gaussian's albedo by the shadowing of the model's light (when the trainers bake: the
         initial one) through the baked visibility (GS-IR / R3DG-style initialisation from a radiance colour
         that has the photos' shadows in it):
@@ -186,11 +190,23 @@ class PRDModel(nn.Module):
         with ``S_vis`` / ``S_open`` the diffuse shading (``shading.shade``, white albedo, not metallic) at the
         normal ``n_i`` with / without the irradiance its occluders remove, and ``s_min`` =
         ``config.init.albedo_deshadow_floor``. For the initial uniform light the ratio is the cosine-weighted
-        visible fraction of the hemisphere of ``n_i`` (ambient occlusion). ``n_i`` is the shortest axis
-        (``normals.shortest_axes``; the residual is 0 at initialisation) on the side that receives more light
-        through the visibility: the open side of a surface, which the cameras see. Returns the new albedo."""
+        visible fraction of the hemisphere of ``n_i`` (ambient occlusion). ``n_i = s_i a_i``: the shortest axis
+        ``a_i`` (``normals.shortest_axes``; the residual is 0 at initialisation) on the side ``s_i`` of
+        ``config.init.albedo_deshadow_side``:
+
+        - ``"cameras"``: the side the training ``cameras`` that see the Gaussian are on
+          (``normals.camera_facing_signs``), the normal the renderer gives it in the photos;
+        - ``"light"``: the side whose ``S_vis`` is larger (needs no cameras, but a receiver in cast shadow
+          whose thin surface lets light through from behind takes its back side and keeps its shadow).
+
+        Args:
+            cameras: the training views (``viewmats``, ``Ks``, ``width``, ``height``); needed by ``"cameras"``.
+
+        Returns the new albedo ``[N, 3]``."""
         if not self.uses_visibility:
             raise ValueError("deshadow_albedo needs the baked visibility (config.visibility.enabled and bake_visibility)")
+        self._check_deshadow_cameras(cameras)
+        side = self.config.init.albedo_deshadow_side
         g = self.gaussians
         light = self.prepare_light()
         visibility = self.visibility.float()
@@ -202,13 +218,22 @@ class PRDModel(nn.Module):
             return shade(normals, normals, white, torch.ones_like(dielectric), dielectric, light, self.brdf_table,
                          occluded).diffuse
 
-        shadowed = torch.stack([diffuse(n, occluded_irradiance(visibility, n, light.bins)) for n in (axes, -axes)])
-        unshadowed = torch.stack([diffuse(n, None) for n in (axes, -axes)])  # [2, N, 3]
-        side = shadowed.mean(-1).argmax(0)[None, :, None].expand(1, -1, 3)
-        ratio = shadowed.gather(0, side)[0] / unshadowed.gather(0, side)[0].clamp(min=1e-12)
+        if side == "cameras":
+            normals = axes * camera_facing_signs(g.means, axes, cameras.viewmats, cameras.Ks, cameras.width,
+                                                 cameras.height)[:, None]
+        else:
+            lit = torch.stack([diffuse(n, occluded_irradiance(visibility, n, light.bins)).mean(-1) for n in (axes, -axes)])
+            normals = torch.where((lit[1] > lit[0])[:, None], -axes, axes)
+        shadowed = diffuse(normals, occluded_irradiance(visibility, normals, light.bins))
+        ratio = shadowed / diffuse(normals, None).clamp(min=1e-12)
         albedo = (self.albedo() / ratio.clamp(min=self.config.init.albedo_deshadow_floor)).clamp(0.0, 1.0)
         g.params["albedo"].copy_(_logit(albedo))
         return self.albedo()
+
+    def _check_deshadow_cameras(self, cameras: Scene | None) -> None:
+        if self.config.init.albedo_deshadow_side == "cameras" and cameras is None:
+            raise ValueError("model.init.albedo_deshadow_side 'cameras' needs the training cameras: "
+                             "bake_visibility(scene_scale, cameras=train_scene)")
 
     # ---- activated per-Gaussian materials ------------------------------------------------------------
     def albedo(self) -> Tensor:

@@ -99,7 +99,7 @@ class PRDTrainer:
         self.history.append({"stage": "radiance", **metrics})
         if self.config.model.visibility.enabled:  # once: the physical stages barely move the Gaussians
             started = time.perf_counter()
-            self.model.bake_visibility(self.scene_scale)
+            self.model.bake_visibility(self.scene_scale, cameras=self.train_scene)
             seconds = time.perf_counter() - started
             log.info("%s: visibility of %d Gaussians in %d directions baked in %.1f s", self.name,
                      len(self.model.gaussians), self.config.model.visibility.num_directions, seconds)

@@ -139,3 +139,20 @@ def test_cli_relight(scene, tmp_path, capsys):
     assert "relit_psnr" in out and len(list((run / "relit").glob("*.png"))) == 8
     with pytest.raises(ValueError, match="not a PRD run"):  # one `error:` line and exit 2 from the console
         main(["inverse", "relight", str(tmp_path), "--env", "relight"])
+
+
+@pytest.mark.parametrize("side", ["cameras", "light"])
+def test_pretraining_bakes_visibility_and_deshadows_on_either_side(scene, tmp_path, side):
+    """The trainer bakes the visibility after the radiance pre-training and de-shadows the initial albedo
+    with the training views as the cameras that pick each Gaussian's side: the albedo only gets brighter."""
+    train, test, _ = scene
+    config = tiny_config(3, (1, 1, 1))
+    config.model.visibility.enabled, config.model.visibility.num_directions = True, 16
+    config.model.init.albedo_deshadow_side = side
+    trainer = PRDTrainer(train, config, tmp_path)
+    trainer.pretrain_radiance(progress=False)
+    assert trainer.history[-1]["stage"] == "visibility"
+    assert trainer.model.visibility.shape == (len(trainer.model.gaussians), 16)
+    undone = PRDModel.from_radiance(trainer.model.gaussians, config.model).albedo()  # the radiance colour
+    albedo = trainer.model.albedo()
+    assert bool((albedo >= undone - 1e-5).all()) and float((albedo - undone).max()) > 0.01
