@@ -272,30 +272,26 @@ def print_table(scene: str, r: dict) -> None:
     print("relit PSNR with ground truth swapped in on objects or colour calibrations (distill3d.inverse.metrics."
           f"relit_oracles); cast shadows cover {r[first].get('oracles', {}).get('shadow_fraction', 0) * 100:.1f}% of "
           "object pixels")
-    print(f"{'method':<34}" + "".join(f"{c.removeprefix('relit_psnr_'):>27}" for c in oracle_cols))
-    for key, label in names.items():
-        row = r[key].get("oracles", {})
-        if row:
-            print(f"{label:<34}" + "".join(_cell(row.get(c), 27) for c in oracle_cols))
+    _print_rows(r, names, "oracles", oracle_cols, 27, lambda c: c.removeprefix("relit_psnr_"))
     fallback_cols = ("unmodelled_fraction_mean", "correlation_1_minus_progress_vs_unmodelled", "progress_dominated",
                      "progress_rest", "albedo_abs_error_dominated", "albedo_abs_error_rest", "physical_abs_error_dominated",
                      "physical_abs_error_rest", "radiance_abs_error_dominated", "radiance_abs_error_rest")
     if any("fallback" in r[k] for k in names if isinstance(r[k], dict)):
         print("unmodelled light (full - direct renders; distill3d.inverse.unmodelled.fallback_report)")
-        print(f"{'method':<34}" + "".join(f"{c:>45}" for c in fallback_cols))
-        for key, label in names.items():
-            row = r[key].get("fallback", {})
-            if row:
-                print(f"{label:<34}" + "".join(_cell(row.get(c), 45) for c in fallback_cols))
+        _print_rows(r, names, "fallback", fallback_cols, 45)
     if any("visibility_leak" in r[k] for k in names if isinstance(r[k], dict)):
         print("visible fraction of the training light (S) and of the cosine-weighted hemisphere (ambient) of table-top "
               "receivers: baked V against rays on the true shapes (visibility_leak)")
-        print(f"{'method':<34}" + "".join(f"{c.replace('light_fraction', 'S'):>30}" for c in LEAK_COLUMNS))
-        for key, label in names.items():
-            row = r[key].get("visibility_leak", {})
-            if row:
-                print(f"{label:<34}" + "".join(_cell(row.get(c), 30) for c in LEAK_COLUMNS))
+        _print_rows(r, names, "visibility_leak", LEAK_COLUMNS, 30, lambda c: c.replace("light_fraction", "S"))
 
+
+def _print_rows(r: dict, names: dict, section: str, columns, width: int, header=lambda c: c) -> None:
+    """One line per method that has ``section`` in its results: the ``columns`` of it, ``width`` wide."""
+    print(f"{'method':<34}" + "".join(f"{header(c):>{width}}" for c in columns))
+    for key, label in names.items():
+        row = r[key].get(section, {})
+        if row:
+            print(f"{label:<34}" + "".join(_cell(row.get(c), width) for c in columns))
 
 
 def seed_summary(per_seed: dict[int, dict]) -> dict:
