@@ -156,7 +156,18 @@ def _surround_shapes(surround: SurroundSpec, ground_z: float) -> dict[str, dict]
     return shapes
 
 
-def _scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
+def mitsuba_scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
+    """The recipe's shapes, materials and light as the mitsuba scene dictionary the builder renders
+    (``mi.load_dict`` it in the ``scalar_rgb`` variant, ``mitsuba_setup.ensure_variant``): for tracing rays
+    on the true shapes (``ray_test``, ``ray_intersect``).
+
+    Args:
+        recipe: the scene recipe (``distill3d.data.recipes``).
+        environment: the light, a linear HDR equirectangular map (y-up, as ``environment.npz`` stores it).
+
+    Shapes:
+        environment ``[He, We, 3]`` float32.
+    """
     mi = ensure_variant()
     T = mi.ScalarTransform4f
     hx, hy = recipe.table.half_extent
@@ -178,21 +189,6 @@ def _scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
     if recipe.surround is not None:
         scene.update(_surround_shapes(recipe.surround, -recipe.table.thickness))
     return scene
-
-
-def mitsuba_scene_dict(recipe: SceneRecipe, environment: np.ndarray) -> dict:
-    """The recipe's shapes, materials and light as the mitsuba scene dictionary the builder renders
-    (``mi.load_dict`` it in the ``scalar_rgb`` variant, ``mitsuba_setup.ensure_variant``): for tracing rays
-    on the true shapes (``ray_test``, ``ray_intersect``).
-
-    Args:
-        recipe: the scene recipe (``distill3d.data.recipes``).
-        environment: the light, a linear HDR equirectangular map (y-up, as ``environment.npz`` stores it).
-
-    Shapes:
-        environment ``[He, We, 3]`` float32.
-    """
-    return _scene_dict(recipe, environment)
 
 
 def _surround_rows(surround: SurroundSpec | None) -> list[tuple[str, MaterialSpec]]:
@@ -223,7 +219,7 @@ class _Renderer:
         mi = ensure_variant()
         self.recipe = recipe
         # optimize=False: mitsuba would merge shapes of equal materials (two walls) into one, losing their ids
-        self.scenes = {name: mi.load_dict(_scene_dict(recipe, env), optimize=False)
+        self.scenes = {name: mi.load_dict(mitsuba_scene_dict(recipe, env), optimize=False)
                        for name, env in environments.items()}
         settings = recipe.render
         self.geometry_integrator = mi.load_dict({"type": "aov", "aovs": "pos:position,nn:sh_normal,alb:albedo,id:shape_index"})
