@@ -114,8 +114,7 @@ def pillar_point_features(points: list[Tensor], cfg: PillarConfig) -> tuple[Tens
         points ``B x [P_b, 4]`` -> cells ``[P]`` int64 (into the flattened ``[B, H, W]`` canvas) and
         features ``[P, 9]``, ``P = sum_b P_b``.
     """
-    needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in points)
-    kernels = None if needs_grad else native_cpu_kernels(*points)
+    kernels = native_cpu_kernels(*points, differentiable=True)
     if kernels is None:
         return pillar_point_features_reference(points, cfg)
     h, w = cfg.grid_size

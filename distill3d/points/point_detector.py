@@ -95,8 +95,7 @@ def group_points(xyz: Tensor, feats: Tensor, centres: Tensor, group: Tensor, rad
         xyz ``[B, N, 3]``, feats ``[B, N, C]``, centres ``[B, S, 3]``, group ``[B, S, k]`` int64 into ``N``
         -> ``[B, S, k, 3 + C]``.
     """
-    needs_grad = torch.is_grad_enabled() and (xyz.requires_grad or feats.requires_grad or centres.requires_grad)
-    kernels = None if needs_grad else native_cpu_kernels(xyz, feats, centres)
+    kernels = native_cpu_kernels(xyz, feats, centres, differentiable=True)
     if kernels is not None:
         return kernels.group_points(xyz, feats, centres, group, radius)
     rel = (gather_rows(xyz, group) - centres[:, :, None]) / radius

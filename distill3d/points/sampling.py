@@ -42,10 +42,15 @@ from distillcore.knn import knn
 from distill3d.render import native
 
 
-def native_cpu_kernels(*tensors: Tensor) -> ModuleType | None:
+def native_cpu_kernels(*tensors: Tensor, differentiable: bool = False) -> ModuleType | None:
     """The native extension (``distill3d/csrc/cpu``) where its point kernels apply to ``tensors``: CPU
     tensors of one dtype, float32 or float64, and a built extension; ``None`` elsewhere (CUDA tensors,
-    other dtypes, no compiler), where the callers run their torch reference instead."""
+    other dtypes, no compiler), where the callers run their torch reference instead.
+
+    ``differentiable``: the caller's result is a function of ``tensors`` that gradients must flow through
+    (not indices); the kernels have no backward, so it is ``None`` too while autograd needs one."""
+    if differentiable and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return None
     dtype = tensors[0].dtype
     if all(t.device.type == "cpu" and t.dtype == dtype for t in tensors) and dtype in native.FLOAT_DTYPES \
             and native.native_available("cpu"):
@@ -98,8 +103,7 @@ def farthest_point_sample_reference(xyz: Tensor, num_samples: int) -> Tensor:  #
 def _native_search(query: Tensor, reference: Tensor, k: int, max_dist2: float) -> tuple[Tensor, Tensor] | None:
     """The C++ kNN / ball query (``cpu/points_knn_cpu.h``) where it applies: CPU tensors of one float
     dtype that need no gradient and a built extension; ``None`` elsewhere."""
-    needs_grad = torch.is_grad_enabled() and (query.requires_grad or reference.requires_grad)
-    kernels = None if needs_grad else native_cpu_kernels(query, reference)
+    kernels = native_cpu_kernels(query, reference, differentiable=True)
     if kernels is None:
         return None
     # shapes only: a finiteness scan per call cost more than the search on the detectors' small clouds
