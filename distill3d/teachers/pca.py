@@ -37,11 +37,16 @@ class PCAProjection:
         rows = features.reshape(d, -1).T.float() - self.mean
         return (rows @ self.components.T).T.reshape(3, h, w)
 
-    def __call__(self, features: Tensor) -> Tensor:
-        """RGB ``[3, h, w]`` in [0, 1] of ``features [D, h, w]``."""
-        coords = self.project(features)
+    def colors(self, coords: Tensor) -> Tensor:
+        """RGB ``[3, h, w]`` in [0, 1] of principal coordinates ``coords [3, h, w]`` (:meth:`project`'s
+        output, or the same coordinates computed another way, e.g. folded through a linear decoder)."""
+        check_tensor(coords, "coords", ndim=3, shape=(3, None, None), floating=True)
         scale = (self.high - self.low).clamp_min(1e-8)
         return ((coords - self.low[:, None, None]) / scale[:, None, None]).clamp(0.0, 1.0)
+
+    def __call__(self, features: Tensor) -> Tensor:
+        """RGB ``[3, h, w]`` in [0, 1] of ``features [D, h, w]``."""
+        return self.colors(self.project(features))
 
 
 def fit_pca(features: Tensor | list[Tensor], quantile: float = 0.01) -> PCAProjection:

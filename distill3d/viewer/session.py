@@ -15,7 +15,9 @@ The server (``server.py``) only turns browser events into these calls and sends 
 The feature PCA colour map is fitted once per field, on the per-Gaussian features (so every view and
 every frame uses the same colours); rendered features are divided by the coverage before projection
 (``F(p) / A(p)`` is a convex combination of Gaussian features, where the PCA was fitted) and the colour
-is multiplied by the coverage again, which fades empty pixels to black.
+is multiplied by the coverage again, which fades empty pixels to black. A decoder field's "decoder output"
+mode decodes the normalised map, ``W F(p) / A(p) + b``, with the projection folded into its ``D_low``
+channels, so no ``D``-channel map is written.
 """
 from __future__ import annotations
 
@@ -175,8 +177,19 @@ class ViewerSession:
         if kind not in self._pca:  # fitted once per field, on the per-Gaussian features (module doc)
             rows = self.field.gaussian_features() if kind == "decoder_pca" else self.field.gaussians.features
             self._pca[kind] = fit_pca(rows.detach().float().T[:, :, None].cpu())
+        pca = self._pca[kind]
         normalised = features / alpha.clamp_min(COVERAGE_EPS)
-        return self._pca[kind](normalised.cpu()).to(alpha) * alpha
+        if kind != "decoder_pca":
+            return pca(normalised.cpu()).to(alpha) * alpha
+        # Decoded after the normalisation, W (F / A) + b: a convex combination of the decoded Gaussian features the
+        # PCA was fitted on (decoding first would weight b by 1 / A). The principal coordinates fold into D_low
+        # (fields.decoder module doc), (W g + b - mu) C^T = g (C W)^T + C b - mu C^T, so a frame never writes the
+        # D-channel map (at 512^2 and D = 112 that map alone is 117 MB).
+        folded, offset = self.field.decoder.fold_queries(pca.components.to(features))  # [D_low, 3], [3]
+        low_dim, height, width = normalised.shape
+        rows = torch.addmm(offset - pca.components.to(features) @ pca.mean.to(features),
+                           normalised.reshape(low_dim, -1).T, folded)
+        return pca.colors(rows.T.reshape(3, height, width).cpu()).to(alpha) * alpha
 
     def _depth(self, camera: ViewerCamera) -> Tensor:
         viewmat, K = self._cam(camera)
@@ -215,7 +228,7 @@ class ViewerSession:
                 elif mode == "feature_pca":
                     image = self._pca_colors(mode, features, alpha)
                 else:
-                    image = self._pca_colors(mode, self._decode(features), alpha)
+                    image = self._pca_colors(mode, features, alpha)
                 if selection is not None:
                     image = overlay_mask(image.clamp(0, 1), self._mask(features, selection),
                                          self.config.overlay)

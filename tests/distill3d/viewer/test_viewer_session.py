@@ -100,6 +100,30 @@ def test_rgb_and_feature_modes_match_the_field_render(oracle):
     assert len(colors) == 5  # five objects, five colours
 
 
+def test_decoder_mode_equals_decoding_the_normalised_map_then_projecting(oracle, tmp_path):
+    # the frame is computed in D_low (the projection folded through the decoder); the reference decodes the
+    # whole D-channel map of F / A and applies the PCA fitted on the decoded Gaussian features
+    from distill3d.teachers import fit_pca
+
+    _, field, scene = oracle
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.randn(field.teacher_dim, generator=generator)
+    basis = torch.randn(field.teacher_dim, 4, generator=generator)
+    small = field.compressed(mean, basis)
+    session = ViewerSession(load_source(small.save(tmp_path / "small.ply"), scene="default"))
+    assert "decoder_pca" in session.modes
+    cam = ViewerCamera.from_scene(scene, 5)
+    with torch.no_grad():
+        out = small.render(cam.viewmat[None], cam.K[None], cam.width, cam.height, background=session.background,
+                           decode=False, backend="native")
+        alpha = out.alpha[0]
+        decoded = small.decoder((out.features[0] / alpha.clamp_min(1e-4))[None])[0]
+        expected = (fit_pca(small.gaussian_features().float().T[:, :, None])(decoded) * alpha).clamp(0, 1)
+    frame = session.render_tensor(cam, "decoder_pca", overlay=False)
+    torch.testing.assert_close(frame, expected, atol=1e-4, rtol=0)
+    assert frame.std(dim=(1, 2)).min() > 0.05  # objects in different colours, not a flat frame
+
+
 def test_depth_mode_orders_near_and_far():
     # two small opaque splats straight ahead at z = 2 and z = 4: turbo's first and last colour
     from matplotlib import colormaps
