@@ -37,9 +37,9 @@ import sys
 import tempfile
 import time
 
-from distillcore.config_cli import passive_openmp
+from distillcore.config_cli import preload_environment
 
-passive_openmp()  # before torch loads libgomp: spinning OpenMP threads starve the other ranks' cores
+preload_environment()  # before torch loads: spinning OpenMP threads starve the other ranks' cores
 
 import torch  # noqa: E402
 

@@ -51,18 +51,22 @@ import sys
 import tempfile
 import time
 
-import torch
+from distillcore.config_cli import preload_environment
 
-from distillcore.config_cli import build_config, merge
-from distillcore.serialization import write_json_atomic
-from distill3d.data import default_scene_dir
-from distill3d.data.recipes import RECIPES, get_recipe
-from distill3d.fields.config import TrainConfig, short_schedule
-from distill3d.fields.decoder import teacher_pca
-from distill3d.fields.field import FeatureField
-from distill3d.fields.pipeline import prepare_scene
-from distill3d.fields.trainer import Trainer
-from distill3d.query import prototypes_from_views, segmentation_miou
+preload_environment()  # before torch loads (as the distill3d command does: large frames on huge pages)
+
+import torch  # noqa: E402
+
+from distillcore.config_cli import build_config, merge  # noqa: E402
+from distillcore.serialization import write_json_atomic  # noqa: E402
+from distill3d.data import default_scene_dir  # noqa: E402
+from distill3d.data.recipes import RECIPES, get_recipe  # noqa: E402
+from distill3d.fields.config import TrainConfig, short_schedule  # noqa: E402
+from distill3d.fields.decoder import teacher_pca  # noqa: E402
+from distill3d.fields.field import FeatureField  # noqa: E402
+from distill3d.fields.pipeline import prepare_scene  # noqa: E402
+from distill3d.fields.trainer import Trainer  # noqa: E402
+from distill3d.query import prototypes_from_views, segmentation_miou  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "feature3dgs.json"
 BUILT_SCENES = pathlib.Path(__file__).parent / ".cache" / "scenes"
@@ -128,10 +132,12 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
                          sizes: list[int], repeats: int = SPEED_REPEATS) -> dict:
     """Seconds per view of the trained field's Gaussians rendered with D features and, for each D_low of
     ``compressed``, as that compressed field, at each square size (test views, intrinsics scaled to the
-    size), three ways:
+    size), four ways:
 
     - ``rgb_and_features``: RGB in the same pass (as in training), then the 1x1 decode to D;
     - ``features_only``: features alone (a query needs no colour), then the 1x1 decode to D;
+    - ``render_only``: features alone, not decoded (what the render itself costs at each width: the
+      width-independent part bounds every speed-up);
     - ``segmentation``: features alone, then nearest-prototype labels for ``prototypes [K, D]``; a
       compressed field is scored in D_low without decoding (``SpeedUpDecoder.cosine_similarity``), so no
       D-channel map is written.
@@ -154,7 +160,7 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
         Ks = scene.Ks.clone()
         Ks[:, :2] *= size / scene.width
         table = {}
-        for kind in ("rgb_and_features", "features_only", "segmentation"):
+        for kind in ("rgb_and_features", "features_only", "render_only", "segmentation"):
             with_rgb = kind == "rgb_and_features"
 
             def render(features, decoder):
@@ -169,7 +175,7 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
                     maps = feats.permute(0, 3, 1, 2)
                     if kind == "segmentation":
                         nearest_prototype(maps[0], prototypes, decoder)
-                    elif decoder is not None:
+                    elif decoder is not None and kind != "render_only":
                         decoder(maps)
             best = {k: float("inf") for k in widths}
             render(*widths[teacher_dim])  # warm-up
@@ -185,7 +191,8 @@ def feature_render_speed(trainer: Trainer, scene, compressed: dict[int, FeatureF
         out[str(size)] = table
     # the machine's load while timing (sizes are the other keys)
     out.update({"rounds": repeats, "prototypes": int(prototypes.shape[0]), "clock": "process CPU time",
-                "load_average": [round(v, 2) for v in os.getloadavg()]})
+                "load_average": [round(v, 2) for v in os.getloadavg()],
+                "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")})
     return out
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from distillcore.config_cli import assignments_tag, parse_assignments, set_dotted
 from distillcore.serialization import load_state, write_json_atomic
 from distill3d.points.distill import METHODS, DistillConfig
 from distill3d.points.fusion import fuse_for_inference
@@ -158,6 +159,15 @@ def speed_scaling_config(args) -> dict:
             "inference": INFERENCE, "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
+def distill_config(method: str, settings: dict[str, object]) -> DistillConfig:
+    """``DistillConfig(method=method)`` with the dotted ``--set`` fields changed (validated)."""
+    config = DistillConfig(method=method)
+    for key, value in settings.items():
+        set_dotted(config, key, value)
+    config.validate()
+    return config
+
+
 def load_finished(path: Path, steps: int, distill: DistillConfig | None, model) -> bool:
     """Loads ``path`` into ``model`` if it holds a finished run of ``model``'s architecture with these
     settings; a run with another architecture or other distillation settings is deleted (resuming it
@@ -205,7 +215,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "distillkit_pointdistiller_ckpt",
                         help="checkpoints (reused and resumed across runs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="change DistillConfig fields of the distilled students, e.g. pointdistiller.weight=3 "
+                             "fitnet_weight=2 (VALUE read as JSON); their checkpoints go to a folder of their own "
+                             "under --work-dir (the teacher and the no-KD students are shared)")
     args = parser.parse_args(argv)
+    try:
+        settings = parse_assignments(args.settings)
+        distill_config("pointdistiller", settings)
+    except ValueError as error:
+        parser.error(str(error))
     seed_list = args.seed_list or list(range(args.seeds or (1 if args.quick else 5)))
     seeds = len(seed_list)
     steps = args.steps or (300 if args.quick else 2000)
@@ -230,6 +249,8 @@ def main(argv=None) -> dict:
     results: dict = {"config": {"steps": steps, "train_scans": len(train), "eval_split": args.eval_split, "eval_scans": len(held_out),
                                 "student_width": args.width, "difficulty": HEADLINE, "threads": args.threads,
                                 "classes": list(sim.class_names), "iou_thresholds": list(thresholds)}, "families": {}}
+    if settings:
+        results["config"]["distill_settings"] = settings
     if args.seed_list:
         results["config"]["seed_list"] = seed_list
     for family in args.families:
@@ -244,8 +265,9 @@ def main(argv=None) -> dict:
         for method in args.methods:
             runs = []
             for seed in seed_list:
-                path = args.work_dir / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
-                distill = None if method == "none" else DistillConfig(method=method)
+                distill = None if method == "none" else distill_config(method, settings)
+                folder = args.work_dir / assignments_tag(settings) if settings and distill else args.work_dir
+                path = folder / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
                 torch.manual_seed(seed)
                 student = build_detector(family, len(sim.class_names), args.width)
                 if not load_finished(path, steps, distill, student):

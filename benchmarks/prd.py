@@ -35,15 +35,14 @@ Gaussians against rays traced on the recipe's true shapes.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import pathlib
-import re
 import shutil
 
 import torch
 
+from distillcore.config_cli import assignments_tag, parse_assignments, set_dotted
 from distillcore.serialization import write_json_atomic
 from distill3d.data import SCENES_DIR
 from distill3d.data.builder import build_scene, mitsuba_scene_dict
@@ -70,20 +69,11 @@ STAGE_NAMES = {stage.name for stage in PRDConfig().stages}
 def apply_settings(config: PRDConfig, settings: dict[str, object]) -> None:
     """Sets dotted ``PRDConfig`` fields (``model.init.albedo``); ``stages.FIELD`` sets it in every stage."""
     for key, value in settings.items():
-        *path, name = key.split(".")
-        try:
-            targets = config.stages if path == ["stages"] else [functools.reduce(getattr, path, config)]
-        except AttributeError:
-            raise ValueError(f"--set {key}: PRDConfig has no {'.'.join(path)!r}") from None
-        for target in targets:
-            if not hasattr(target, name):
-                raise ValueError(f"--set {key}: {type(target).__name__} has no field {name!r}")
-            setattr(target, name, value)
-
-
-def settings_tag(settings: dict[str, object]) -> str:
-    """A folder name for the runs of these settings, so they never overwrite the default runs."""
-    return "set_" + re.sub(r"[^A-Za-z0-9._=-]", "", "_".join(f"{k}={v}" for k, v in sorted(settings.items())))
+        if key.startswith("stages."):
+            for stage in config.stages:
+                set_dotted(stage, key.removeprefix("stages."), value, option=key)
+        else:
+            set_dotted(config, key, value)
 
 
 # receivers of visibility_leak: Gaussians this close to the table top (z = 0), in scene units
@@ -194,7 +184,7 @@ def run_scene(scene_dir: pathlib.Path, size: dict, workdir: pathlib.Path, progre
         runs += [(f"{method}{suffix}", progress, None, shaded)
                  for method, progress in (("prd", "learned"), ("alpha_one", "one")) if method in methods]
     runs += [(f"prd_progress_init_{p:g}", "learned", p, visibility == "on") for p in progress_sweep]
-    run_dir = workdir / scene_dir.name / (f"seed_{seed}" if seed else "") / (settings_tag(settings) if settings else "")
+    run_dir = workdir / scene_dir.name / (f"seed_{seed}" if seed else "") / (assignments_tag(settings) if settings else "")
     # Every run starts from the same pre-training: the default runs' one, unless the settings change it.
     shared = workdir / scene_dir.name / (f"seed_{seed}" if seed else "") / runs[0][0] / "radiance"
     if any(key.startswith("radiance.") for key in settings) or not shared.exists():
@@ -331,16 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                              "optim.light_lr=0.1 (VALUE is read as JSON, else as text); the runs go to their own "
                              "folders and start from the default runs' pre-training unless radiance.* is set")
     args = parser.parse_args(argv)
-    settings = {}
-    for item in args.settings:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            parser.error(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            settings[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            settings[key] = raw
     try:
+        settings = parse_assignments(args.settings)
         apply_settings(PRDConfig(), settings)
     except ValueError as error:
         parser.error(str(error))

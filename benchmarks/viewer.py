@@ -34,9 +34,13 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
+from distillcore.config_cli import preload_environment
 
-from distillcore.serialization import write_json_atomic
+preload_environment()  # before torch loads (as `distill3d view` does: large frames on huge pages)
+
+import torch  # noqa: E402
+
+from distillcore.serialization import write_json_atomic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "viewer.json"
 
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
               "served": rows, "latency": latency,
               "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                           "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                          "torch": torch.__version__}}
+                          "torch": torch.__version__,
+                          "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")}}
     write_json_atomic(args.out, result)
     print(f"-> {args.out}")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from distillcore.cli import build_parser, console, run
-from distillcore.config_cli import passive_openmp
+from distillcore.config_cli import preload_environment
 
 # (command, module that registers it, one-line help)
 GROUPS = [
@@ -23,7 +23,7 @@ GROUPS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp()  # before any command imports torch (see distillcore.config_cli)
+    preload_environment()  # before any command imports torch (see distillcore.config_cli)
     parser = build_parser(
         "distill3d", GROUPS,
         "Distill 2D foundation features and physical materials into Gaussian splatting fields, "

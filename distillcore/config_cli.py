@@ -538,18 +538,69 @@ def set_threads(threads: int | None) -> int:
     return count
 
 
-def passive_openmp() -> None:
-    """Asks OpenMP threads to sleep rather than spin while they wait at a barrier (``OMP_WAIT_POLICY``,
-    unless the user set it), for the torch and native kernels alike: they share torch's libgomp.
+def parse_assignments(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings (a benchmark's ``--set``) as ``{KEY: VALUE}``, each VALUE read as JSON, else kept as
+    text (``weight=3`` -> 3, ``side=cameras`` -> "cameras").
 
-    With the default active wait, each thread busy-spins between parallel regions; on a machine whose
-    cores are busy with other processes, the spinning threads take the time slices the working ones
-    need. Measured here (2 cores, load average 7-11, Feature 3DGS steps, native backend): 2 threads
-    610-1050 ms/step active vs 108-150 ms/step passive; 1 thread 130-150 ms/step either way. libgomp
-    reads the variable when it is loaded, so this must run before torch is imported (the console
-    entry points call it first; their command groups import torch lazily).
+    Raises:
+        ValueError: an item without ``=``.
+    """
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def assignments_tag(assignments: dict[str, object]) -> str:
+    """A folder name for runs made with these :func:`parse_assignments` settings, so they never overwrite the
+    default runs."""
+    return "set_" + re.sub(r"[^A-Za-z0-9._=-]", "", "_".join(f"{k}={v}" for k, v in sorted(assignments.items())))
+
+
+def set_dotted(config, key: str, value, option: str | None = None) -> None:
+    """Sets the field at the dotted path ``key`` (``pointdistiller.weight``) of a nested config dataclass.
+
+    Raises:
+        ValueError: a part of the path that is not a field, named with the config's class and with ``option``
+            (what the user typed, default ``key``).
+    """
+    *path, name = key.split(".")
+    where = f"--set {option or key}"
+    target = config
+    for part in path:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise ValueError(f"{where}: {type(config).__name__} has no {'.'.join(path)!r}")
+        target = getattr(target, part)
+    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+        raise ValueError(f"{where}: {type(target).__name__} has no field {name!r}")
+    setattr(target, name, value)
+
+
+def preload_environment() -> None:
+    """Process settings that torch's libraries read once, when they are loaded, so this must run before torch
+    is imported (the console entry points call it first; their command groups import torch lazily). A
+    variable the user set is kept.
+
+    - ``OMP_WAIT_POLICY=PASSIVE``: OpenMP threads sleep rather than spin while they wait at a barrier, for
+      the torch and native kernels alike (they share torch's libgomp). With the default active wait, each
+      thread busy-spins between parallel regions; on a machine whose cores are busy with other processes,
+      the spinning threads take the time slices the working ones need. Measured here (2 cores, load
+      average 7-11, Feature 3DGS steps, native backend): 2 threads 610-1050 ms/step active vs 108-150
+      ms/step passive; 1 thread 130-150 ms/step either way.
+    - ``THP_MEM_ALLOC_ENABLE=1``: torch's CPU allocator asks for transparent huge pages for buffers of 2 MB
+      and more. glibc serves such buffers with a fresh ``mmap`` and returns them on free, so every large
+      frame (a 512^2 map of 112 feature channels is 117 MB) is faulted in again 4 KB at a time. Measured
+      here (one thread, ``docs/rasterizer.md``): allocating and filling 117 MB 80 -> 23 ms; a 512^2 render
+      of 112 feature channels 353 -> 224 ms.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 class _LineFormatter(logging.Formatter):
@@ -574,4 +625,4 @@ def configure_logging(level: int = logging.INFO) -> logging.Logger:
 __all__ = ["add_config_arguments", "add_config_file_arguments", "add_dist_options", "add_run_options",
            "apply_run_options", "DistOptions", "ViewDistOptions",
            "build_config", "config_from_args", "configure_logging", "explicit_overrides", "field_help", "merge",
-           "passive_openmp", "read_config_file", "RunOptions", "save_resolved_config", "set_threads", "to_dict"]
+           "parse_assignments", "assignments_tag", "set_dotted", "preload_environment", "read_config_file", "RunOptions", "save_resolved_config", "set_threads", "to_dict"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from distillcore.cli import build_parser, console, run
-from distillcore.config_cli import passive_openmp
+from distillcore.config_cli import preload_environment
 
 GROUPS = [
     ("vqgraph", "graphdistill.vqgraph.cli", "train a GNN teacher + codebook and distil it into an MLP"),
@@ -14,7 +14,7 @@ GROUPS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp()  # before any command imports torch (see distillcore.config_cli)
+    preload_environment()  # before any command imports torch (see distillcore.config_cli)
     parser = build_parser("graphdistill", GROUPS, "Graph distillation: GNN-to-MLP (VQGraph) and data sets (Mirage).")
     return run(parser, argv)
 

@@ -67,6 +67,26 @@ def test_flags_types_and_help_come_from_the_dataclass():
         _parser().parse_args(["--inner.kind", "huber"])
 
 
+def test_set_assignments_parse_as_json_and_set_nested_fields():
+    # a benchmark's --set: JSON values, text otherwise; dotted paths into nested dataclasses; typos named
+    settings = config_cli.parse_assignments(["inner.weight=3", "inner.kind=mse", "size=[1, 2]", "name=a b"])
+    assert settings == {"inner.weight": 3, "inner.kind": "mse", "size": [1, 2], "name": "a b"}
+    config = _Outer()
+    for key, value in settings.items():
+        config_cli.set_dotted(config, key, value)
+    assert (config.inner.weight, config.inner.kind, config.size, config.name) == (3, "mse", [1, 2], "a b")
+    assert _Outer().inner.weight == 1.0  # the default factory is untouched
+    with pytest.raises(ValueError, match="_Inner has no field 'wieght'"):
+        config_cli.set_dotted(config, "inner.wieght", 1)
+    with pytest.raises(ValueError, match="_Outer has no 'steps.x'"):
+        config_cli.set_dotted(config, "steps.x.y", 1)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        config_cli.parse_assignments(["weight"])
+    # the folder name of such runs: stable under reordering, no path separators
+    tag = config_cli.assignments_tag({"b": "x/y", "a": 1})
+    assert tag == config_cli.assignments_tag({"a": 1, "b": "x/y"}) == "set_a=1_b=xy"
+
+
 def test_precedence_defaults_file_preset_flags(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"steps": 10, "name": "from-file", "inner": {"kind": "mse", "weight": 9.0}}))

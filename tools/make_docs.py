@@ -268,6 +268,7 @@ def render_feature3dgs_decoder(d: dict) -> str:
                 continue
             for mode, label in (("rgb_and_features", "RGB + features, decoded"),
                                 ("features_only", "features (+ depth), decoded"),
+                                ("render_only", "features (+ depth), not decoded"),
                                 ("segmentation", "features (+ depth), segmented")):
                 if mode not in modes:
                     continue
@@ -286,6 +287,24 @@ def render_feature3dgs_decoder(d: dict) -> str:
                   f"rounds, widths interleaved{load}).{segmented}\n\n"
                   + md_table(["image", "pass", f"D = {dim}", *(f"D_low = {k}" for k in lows)], srows))
     return table
+
+
+def render_huge_pages(without: dict, with_: dict) -> str:
+    """``feature3dgs_speed_without_thp.json`` and ``feature3dgs.json``: the same speed table with torch's
+    huge-page allocation off and on (two runs of the same field)."""
+    a, b = without["feature_render_speed"], with_["feature_render_speed"]
+    dim = TEACHER_DIMS[with_["teacher"]]
+    low = str(with_["decoder_low_dim"])
+    rows = []
+    for size in sorted((k for k in b if k.isdigit() and k in a and "render_only" in b[k] and "render_only" in a[k]), key=int):
+        for mode, width, label in (("render_only", str(dim), f"render, {dim} feature channels"),
+                                   ("features_only", low, f"render, {low} channels, then the 1x1 decode to {dim}"),
+                                   ("render_only", low, f"render, {low} channels, not decoded")):
+            off, on = a[size][mode]["seconds_per_view"][width], b[size][mode]["seconds_per_view"][width]
+            rows.append([f"{size}²", label, ms(off), ms(on), f"{off / on:.2f}x"])
+    loads = f"load average {a['load_average'][0]:.1f} and {b['load_average'][0]:.1f}"
+    return (settings_line(f"{a.get('clock', 'wall-clock time')} per view, fastest of {b.get('rounds', 3)} rounds; {loads}")
+            + md_table(["image", "pass", "THP_MEM_ALLOC_ENABLE=0", "=1 (default)", "faster"], rows))
 
 
 def render_feature3dgs_outdoor(*files: dict) -> str:
@@ -724,6 +743,7 @@ TABLES: dict[str, Section] = {
     "rasterize_cuda": Section(("rasterize_cuda.json",), render_rasterize_cuda),
     "feature3dgs": Section(("feature3dgs.json",), render_feature3dgs),
     "feature3dgs_decoder": Section(("feature3dgs.json",), render_feature3dgs_decoder),
+    "huge_pages": Section(("feature3dgs_speed_without_thp.json", "feature3dgs.json"), render_huge_pages),
     "feature3dgs_outdoor": Section(("feature3dgs_outdoor_5000.json", "feature3dgs_outdoor.json",
                                     "feature3dgs_outdoor_refine250.json"),
                                    render_feature3dgs_outdoor),
