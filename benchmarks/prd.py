@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         apply_settings(PRDConfig(), settings)
     except ValueError as error:
         parser.error(str(error))
+    if "model.progress" in settings:
+        parser.error("--set model.progress: each run is its method, (a) learned and (b) one (--methods)")
     mode = args.size or ("quick" if args.quick else "full")
     size = SIZES[mode]
     workdir = pathlib.Path(args.workdir) / mode

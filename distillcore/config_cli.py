@@ -28,6 +28,7 @@ import ast
 import dataclasses
 import enum
 import functools
+import hashlib
 import inspect
 import json
 import linecache
@@ -559,16 +560,26 @@ def parse_assignments(items: list[str]) -> dict[str, object]:
 
 def assignments_tag(assignments: dict[str, object]) -> str:
     """A folder name for runs made with these :func:`parse_assignments` settings, so they never overwrite the
-    default runs."""
-    return "set_" + re.sub(r"[^A-Za-z0-9._=-]", "", "_".join(f"{k}={v}" for k, v in sorted(assignments.items())))
+    default runs: ``set_KEY=VALUE_...``, with a hash of the settings appended where characters a folder name
+    cannot hold were dropped (``[64, 32]`` and ``6432`` must not share a folder)."""
+    text = "_".join(f"{k}={v}" for k, v in sorted(assignments.items()))
+    kept = re.sub(r"[^A-Za-z0-9._=-]", "", text)
+    if kept != text:
+        kept += "_" + hashlib.sha1(json.dumps(assignments, sort_keys=True).encode()).hexdigest()[:8]
+    return "set_" + kept
 
 
 def set_dotted(config, key: str, value, option: str | None = None) -> None:
     """Sets the field at the dotted path ``key`` (``pointdistiller.weight``) of a nested config dataclass.
 
+    ``value`` is converted to the field's type as a config file's value is (:func:`build_config`: a number for
+    a float, a tuple for a tuple, an enum from its name); a dict for a sub-config (a list of dicts for a list of
+    them) is merged into its current value (:func:`merge`), so ``pointdistiller={"weight": 3}`` is
+    ``pointdistiller.weight=3``.
+
     Raises:
-        ValueError: a part of the path that is not a field, named with the config's class and with ``option``
-            (what the user typed, default ``key``).
+        ValueError: a part of the path that is not a field, or a value the field's type does not take, named
+            with the config's class and with ``option`` (what the user typed, default ``key``).
     """
     *path, name = key.split(".")
     where = f"--set {option or key}"
@@ -579,6 +590,13 @@ def set_dotted(config, key: str, value, option: str | None = None) -> None:
         target = getattr(target, part)
     if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
         raise ValueError(f"{where}: {type(target).__name__} has no field {name!r}")
+    # a raw JSON value would put a dict where a sub-config belongs, or text where a number does, and fail
+    # only when the run uses it
+    value = merge({name: to_dict(getattr(target, name))}, {name: value})[name]
+    try:
+        value = _convert(_hints(type(target))[name], value, option or key)
+    except (ValueError, KeyError) as error:  # KeyError: not a member of an enum field
+        raise ValueError(f"{where}: {error.args[0] if error.args else error}") from None
     setattr(target, name, value)
 
 
@@ -594,10 +612,10 @@ def preload_environment() -> None:
       average 7-11, Feature 3DGS steps, native backend): 2 threads 610-1050 ms/step active vs 108-150
       ms/step passive; 1 thread 130-150 ms/step either way.
     - ``THP_MEM_ALLOC_ENABLE=1``: torch's CPU allocator asks for transparent huge pages for buffers of 2 MB
-      and more. glibc serves such buffers with a fresh ``mmap`` and returns them on free, so every large
-      frame (a 512^2 map of 112 feature channels is 117 MB) is faulted in again 4 KB at a time. Measured
-      here (one thread, ``docs/rasterizer.md``): allocating and filling 117 MB 80 -> 23 ms; a 512^2 render
-      of 112 feature channels 353 -> 224 ms.
+      and more. glibc serves a buffer over its mmap threshold (32 MB at the most) with a fresh ``mmap`` and
+      returns it on free, so every large frame (a 512^2 map of 112 feature channels is 117 MB) is faulted
+      in again 4 KB at a time. Measured here (one thread, ``docs/rasterizer.md``): allocating and filling
+      117 MB 80 -> 23 ms; a 512^2 render of 112 feature channels 306 -> 220 ms.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -74,17 +74,33 @@ def test_set_assignments_parse_as_json_and_set_nested_fields():
     config = _Outer()
     for key, value in settings.items():
         config_cli.set_dotted(config, key, value)
-    assert (config.inner.weight, config.inner.kind, config.size, config.name) == (3, "mse", [1, 2], "a b")
+    assert (config.inner.weight, config.inner.kind, config.size, config.name) == (3, "mse", (1, 2), "a b")
     assert _Outer().inner.weight == 1.0  # the default factory is untouched
+    # values take the field's type, as a config file's do: a JSON list becomes the tuple field, a dict a sub-config
+    # merged into the current one (not a dict in the dataclass's place), mistyped text is an error naming the key
+    assert type(config.size) is tuple and type(config.inner.weight) is float
+    config_cli.set_dotted(config, "inner", {"weight": 5})
+    assert isinstance(config.inner, _Inner) and (config.inner.weight, config.inner.kind) == (5.0, "mse")
+    with pytest.raises(ValueError, match="--set inner.weight: .*must be a number"):
+        config_cli.set_dotted(config, "inner.weight", "heavy")
+    with pytest.raises(ValueError, match="--set inner: .*'inner.wieght'"):
+        config_cli.set_dotted(config, "inner", {"wieght": 5})
+    with pytest.raises(ValueError, match="--set inner.kind: .*one of"):
+        config_cli.set_dotted(config, "inner.kind", "huber")
+    assert (config.inner.weight, config.inner.kind) == (5.0, "mse")  # a rejected value changes nothing
     with pytest.raises(ValueError, match="_Inner has no field 'wieght'"):
         config_cli.set_dotted(config, "inner.wieght", 1)
     with pytest.raises(ValueError, match="_Outer has no 'steps.x'"):
         config_cli.set_dotted(config, "steps.x.y", 1)
     with pytest.raises(ValueError, match="KEY=VALUE"):
         config_cli.parse_assignments(["weight"])
-    # the folder name of such runs: stable under reordering, no path separators
+    # the folder name of such runs: plain where the text is a folder name (runs resume from it), stable under
+    # reordering, no path separators, and settings that read alike once cleaned never share a folder
+    assert config_cli.assignments_tag({"pointdistiller.weight": 3, "a": 1}) == "set_a=1_pointdistiller.weight=3"
     tag = config_cli.assignments_tag({"b": "x/y", "a": 1})
-    assert tag == config_cli.assignments_tag({"a": 1, "b": "x/y"}) == "set_a=1_b=xy"
+    assert tag == config_cli.assignments_tag({"a": 1, "b": "x/y"}) and tag.startswith("set_a=1_b=xy_")
+    assert "/" not in tag and tag != config_cli.assignments_tag({"a": 1, "b": "xy"})
+    assert config_cli.assignments_tag({"a": [64, 32]}) != config_cli.assignments_tag({"a": 6432})
 
 
 def test_precedence_defaults_file_preset_flags(tmp_path):

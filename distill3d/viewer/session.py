@@ -225,9 +225,7 @@ class ViewerSession:
                 rgb, alpha, features = self._field_pass(camera, mode != "rgb" or selection is not None)
                 if mode == "rgb":
                     image = rgb
-                elif mode == "feature_pca":
-                    image = self._pca_colors(mode, features, alpha)
-                else:
+                else:  # feature_pca, decoder_pca: both from the rendered (not decoded) features
                     image = self._pca_colors(mode, features, alpha)
                 if selection is not None:
                     image = overlay_mask(image.clamp(0, 1), self._mask(features, selection),
