@@ -58,32 +58,16 @@ def load_or_simulate(root: Path, split: str, count: int, seed: int, sim: Simulat
     return KittiDataset(root, sim.class_names, split=split).scans()
 
 
-@torch.no_grad()
-def ms_per_scan(model, scans, runs: int, repeats: int = 3) -> float:
-    """Median CPU time (ms) per scan of preprocess + forward + decode of the inference copy of
-    ``model`` (:func:`fuse_for_inference`) over the first ``runs`` scans, each timed ``repeats`` times
-    after one warm-up pass."""
-    model = fuse_for_inference(model)
-    times = []
-    for repeat in range(repeats + 1):
-        for scan in scans[:runs]:
-            start = time.process_time()
-            model.decode(model(model.preprocess([torch.from_numpy(scan.points)], torch.Generator().manual_seed(0))))
-            if repeat:  # the first pass warms caches and allocators
-                times.append(time.process_time() - start)
-    return 1000 * statistics.median(times)
-
-
-def model_cost(model, scans, runs: int) -> dict:
-    """Parameters, forward FLOPs of one scan, and median CPU time per scan (forward + decode)."""
+def model_cost(model, scans) -> dict:
+    """Parameters and forward FLOPs of one scan (the time per scan comes from :func:`interleaved_ms_per_scan`
+    over every model of a family)."""
     model.eval()
     points = [torch.from_numpy(scans[0].points)]
     with torch.no_grad():
         inputs = model.preprocess(points, torch.Generator().manual_seed(0))
         with FlopCounterMode(display=False) as counter:
             model(inputs)
-    return {"params": sum(p.numel() for p in model.parameters()), "gflops": counter.get_total_flops() / 1e9,
-            "ms_per_scan": ms_per_scan(model, scans, runs)}
+    return {"params": sum(p.numel() for p in model.parameters()), "gflops": counter.get_total_flops() / 1e9}
 
 
 # Pillar teachers of growing size for the speed-scaling table: our default, and PointPillars' own
@@ -96,10 +80,11 @@ SCALING_TEACHERS = {
 
 
 @torch.no_grad()
-def interleaved_ms_per_scan(models: dict, scans, runs: int, repeats: int = 3) -> dict:
-    """Median CPU time (ms) per scan of preprocess + forward (no decoding) of the inference copies of
-    ``models``, as :func:`ms_per_scan`, but timed in turn on each scan (in alternating order), so a load
-    change on a shared machine hits them alike."""
+def interleaved_ms_per_scan(models: dict, scans, runs: int, repeats: int = 3, decode: bool = False) -> dict:
+    """Median CPU time (ms) per scan of preprocess + forward (+ decoding and NMS with ``decode``) of the
+    inference copies of ``models`` (:func:`fuse_for_inference`) over the first ``runs`` scans, each timed
+    ``repeats`` times after one warm-up pass. The models are timed in turn on each scan (in alternating
+    order), so a load change on a shared machine hits them alike."""
     fused = {name: fuse_for_inference(model) for name, model in models.items()}
     times = {name: [] for name in models}
     for repeat in range(repeats + 1):
@@ -107,7 +92,9 @@ def interleaved_ms_per_scan(models: dict, scans, runs: int, repeats: int = 3) ->
             points = [torch.from_numpy(scan.points)]
             for name, model in (fused.items() if repeat % 2 else reversed(fused.items())):
                 start = time.process_time()
-                model(model.preprocess(points, torch.Generator().manual_seed(0)))
+                out = model(model.preprocess(points, torch.Generator().manual_seed(0)))
+                if decode:
+                    model.decode(out)
                 if repeat:  # the first pass warms caches and allocators
                     times[name].append(time.process_time() - start)
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
@@ -225,6 +212,10 @@ def main(argv=None) -> dict:
         distill_config("pointdistiller", settings)
     except ValueError as error:
         parser.error(str(error))
+    if "method" in settings:
+        parser.error("--set method: each row is its method (--methods), not a setting")
+    if settings and args.out == RESULTS:
+        parser.error(f"--set: give --out for the results of other settings (they would replace {RESULTS.name})")
     seed_list = args.seed_list or list(range(args.seeds or (1 if args.quick else 5)))
     seeds = len(seed_list)
     steps = args.steps or (300 if args.quick else 2000)
@@ -261,12 +252,15 @@ def main(argv=None) -> dict:
         if not load_finished(teacher_path, steps, None, teacher):
             train_detector(teacher, train, TrainConfig(steps=steps, seed=0), teacher_path, meta=meta)
         ap = evaluate_detector(teacher, held_out, sim.class_names, thresholds)
-        rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, held_out, args.timing_runs), "ap": [ap]}
+        rows["teacher"] = {"width": 1.0, "seeds": 1, **model_cost(teacher, held_out), "ap": [ap]}
+        timed = {"teacher": teacher}  # the last seed's student of each method joins it
         for method in args.methods:
             runs = []
             for seed in seed_list:
                 distill = None if method == "none" else distill_config(method, settings)
-                folder = args.work_dir / assignments_tag(settings) if settings and distill else args.work_dir
+                # only students whose own loss the settings change train again, in a folder of their own
+                changed = distill is not None and distill != DistillConfig(method=method)
+                folder = args.work_dir / assignments_tag(settings) if changed else args.work_dir
                 path = folder / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
                 torch.manual_seed(seed)
                 student = build_detector(family, len(sim.class_names), args.width)
@@ -274,7 +268,10 @@ def main(argv=None) -> dict:
                     train_detector(student, train, TrainConfig(steps=steps, seed=seed), path, meta=meta,
                                    teacher=None if distill is None else teacher, distill=distill)
                 runs.append(evaluate_detector(student, held_out, sim.class_names, thresholds))
-            rows[f"student+{method}"] = {"width": args.width, "seeds": seeds, **model_cost(student, held_out, args.timing_runs), "ap": runs}
+            rows[f"student+{method}"] = {"width": args.width, "seeds": seeds, **model_cost(student, held_out), "ap": runs}
+            timed[f"student+{method}"] = student
+        for name, ms in interleaved_ms_per_scan(timed, held_out, args.timing_runs, decode=True).items():
+            rows[name]["ms_per_scan"] = ms
         for row in rows.values():
             for kind in ("bev", "3d"):
                 m, s = mean_std([r[f"mAP/{kind}/{HEADLINE}"] for r in row["ap"]])
