@@ -69,6 +69,9 @@ def _row_ids(codes: torch.Tensor) -> torch.Tensor:
 def discretize(x: torch.Tensor, fit_mask: torch.Tensor | None, config: DiscretizeConfig, name: str = "x") -> Labels:
     """Labels of the rows of ``x`` [N, F]; bins are fitted on the rows where ``fit_mask`` [N] is true.
 
+    A matrix without rows (the edge features of graphs without a single edge) has no labels and a table of
+    one zero row, which keeps the feature width for the graphs the set is evaluated on.
+
     Raises ``ValueError`` naming ``name`` for features that cannot be discretised: not a 2-D numeric
     tensor, NaN / Inf, or no fitting rows.
     """
@@ -78,7 +81,9 @@ def discretize(x: torch.Tensor, fit_mask: torch.Tensor | None, config: Discretiz
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() == 1:
         x = x[:, None]
-    check_tensor(x, name, ndim=2)
+    check_tensor(x, name, ndim=2, nonempty=False)
+    if x.shape[0] == 0:
+        return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(1, x.shape[1], dtype=x.dtype))
     if x.is_complex():
         raise ValueError(f"{name} has complex dtype {x.dtype}: node features must be real numbers to be discretised")
     fit_mask = torch.ones(x.shape[0], dtype=torch.bool) if fit_mask is None else fit_mask

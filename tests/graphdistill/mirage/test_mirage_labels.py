@@ -37,9 +37,14 @@ def test_non_discretisable_features_raise():
         discretize(torch.tensor([[0.0], [float("nan")]]), None, DiscretizeConfig(), name="node features x")
     with pytest.raises(ValueError, match="complex"):
         discretize(torch.zeros(2, 1, dtype=torch.complex64), None, DiscretizeConfig())
-    with pytest.raises(ValueError, match="is empty"):
-        discretize(torch.zeros(0, 3), None, DiscretizeConfig())
     with pytest.raises(ValueError, match="num_bins"):
         discretize(torch.zeros(2, 1), None, DiscretizeConfig(num_bins=0))
     with pytest.raises(ValueError, match="no rows to fit"):
         discretize(torch.zeros(2, 1), torch.zeros(2, dtype=torch.bool), DiscretizeConfig())
+
+
+def test_a_matrix_without_rows_has_no_labels_and_keeps_its_width():
+    # the edge features of graphs without a single edge: a valid set, nothing to label
+    out = discretize(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, dtype=torch.bool), DiscretizeConfig())
+    assert out.labels.shape == (0,) and out.labels.dtype == torch.long
+    assert torch.equal(out.table, torch.zeros(1, 3, dtype=torch.long))
