@@ -76,9 +76,15 @@ def counts_to_ptr(counts: torch.Tensor) -> torch.Tensor:
 
     Shapes:
         ``counts`` ``[n]`` -> ``[n + 1]`` int32.
+
+    Raises:
+        ValueError: the counts add up to 2**31 or more (the offsets would wrap).
     """
+    ends = torch.cumsum(counts.long(), 0)
+    if ends.numel() and int(ends[-1]) >= 2**31:
+        raise ValueError(f"{int(ends[-1])} entries: more than the 2**31 - 1 an int32 offset can address")
     ptr = torch.zeros(counts.numel() + 1, dtype=torch.int32)
-    ptr[1:] = torch.cumsum(counts.long(), 0)
+    ptr[1:] = ends
     return ptr
 
 

@@ -7,7 +7,7 @@ from torch_geometric.data import Batch
 
 from graphdistill.data.graphs import GraphSplits, molecule_graph
 from graphdistill.mirage.distill import DistillConfig, distill
-from graphdistill.mirage.distilled import DistilledDataset, graphs_nbytes, smallest_int
+from graphdistill.mirage.distilled import DistilledDataset, counts_to_ptr, graphs_nbytes, smallest_int
 from graphdistill.mirage.labels import DiscretizeConfig, discretize
 from graphdistill.mirage.mining import MiningConfig
 from graphdistill.mirage.models import FeatureSpec, GraphClassifier, ModelConfig
@@ -208,3 +208,10 @@ def test_graphs_nbytes_compact_counts_smallest_dtypes():
     assert graphs_nbytes([graph], compact=True) == 3 * 9 + 2 * 4 + 4 * 3 + 1  # every value fits uint8
     graph.x = graph.x.float()
     assert graphs_nbytes([graph], compact=True) == 4 * 3 * 9 + 2 * 4 + 4 * 3 + 1  # floats stay as they are
+
+
+def test_csr_offsets_refuse_counts_an_int32_cannot_address():
+    assert counts_to_ptr(torch.tensor([3, 0, 2], dtype=torch.uint8)).tolist() == [0, 3, 3, 5]
+    assert counts_to_ptr(torch.tensor([2**31 - 1])).tolist() == [0, 2**31 - 1]
+    with pytest.raises(ValueError, match="2147483648 entries"):  # wrapped to -2**31 before
+        counts_to_ptr(torch.tensor([2**30, 2**30]))
