@@ -758,6 +758,7 @@ TABLES: dict[str, Section] = {
     "prd_interreflect": Section(("prd_interreflect.json",), render_prd_seeds),
     "prd_interreflect_deshadow": Section(("prd_interreflect_deshadow.json",), render_prd_seeds),
     "prd_medium": Section(("prd_medium.json",), render_prd_seeds),
+    "prd_medium_interreflect": Section(("prd_medium_interreflect.json",), render_prd_seeds),
     "prd_settings": Section(PRD_SETTINGS_FILES, lambda *ds: render_prd_settings(dict(zip(PRD_SETTINGS_FILES, ds)))),
     "vqgraph": Section(("vqgraph.json",), render_vqgraph),
     "mirage": Section(("mirage.json",), render_mirage),
