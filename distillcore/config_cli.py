@@ -643,4 +643,5 @@ def configure_logging(level: int = logging.INFO) -> logging.Logger:
 __all__ = ["add_config_arguments", "add_config_file_arguments", "add_dist_options", "add_run_options",
            "apply_run_options", "DistOptions", "ViewDistOptions",
            "build_config", "config_from_args", "configure_logging", "explicit_overrides", "field_help", "merge",
-           "parse_assignments", "assignments_tag", "set_dotted", "preload_environment", "read_config_file", "RunOptions", "save_resolved_config", "set_threads", "to_dict"]
+           "parse_assignments", "assignments_tag", "set_dotted", "preload_environment", "read_config_file",
+           "RunOptions", "save_resolved_config", "set_threads", "to_dict"]
