@@ -310,9 +310,8 @@ def main(argv=None) -> dict:
         previous = json.loads(args.out.read_text())
         if previous.get("config") == results["config"]:
             results["families"] = {**previous["families"], **results["families"]}
-        if "speed_scaling" not in results and "speed_scaling" in previous:  # --no-scaling keeps the earlier table
-            results["speed_scaling"] = previous["speed_scaling"]
-            results["speed_scaling_config"] = previous["speed_scaling_config"]
+        if "speed_scaling" not in results:  # --no-scaling keeps the earlier table (older files lack its config)
+            results.update({k: previous[k] for k in ("speed_scaling", "speed_scaling_config") if k in previous})
     write_json_atomic(args.out, results, indent=1)
     print(f"\nwrote {args.out}")
     return results
