@@ -185,10 +185,10 @@ class ViewerSession:
         # PCA was fitted on (decoding first would weight b by 1 / A). The principal coordinates fold into D_low
         # (fields.decoder module doc), (W g + b - mu) C^T = g (C W)^T + C b - mu C^T, so a frame never writes the
         # D-channel map (at 512^2 and D = 112 that map alone is 117 MB).
-        folded, offset = self.field.decoder.fold_queries(pca.components.to(features))  # [D_low, 3], [3]
+        components = pca.components.to(features)
+        folded, offset = self.field.decoder.fold_queries(components)  # [D_low, 3], [3]
         low_dim, height, width = normalised.shape
-        rows = torch.addmm(offset - pca.components.to(features) @ pca.mean.to(features),
-                           normalised.reshape(low_dim, -1).T, folded)
+        rows = torch.addmm(offset - components @ pca.mean.to(features), normalised.reshape(low_dim, -1).T, folded)
         return pca.colors(rows.T.reshape(3, height, width).cpu()).to(alpha) * alpha
 
     def _depth(self, camera: ViewerCamera) -> Tensor:
