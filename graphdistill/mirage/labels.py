@@ -81,13 +81,14 @@ def discretize(x: torch.Tensor, fit_mask: torch.Tensor | None, config: Discretiz
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() == 1:
         x = x[:, None]
-    check_tensor(x, name, ndim=2, nonempty=False)
-    if x.shape[0] == 0:
-        return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(1, x.shape[1], dtype=x.dtype))
+    # no rows is allowed (graphs without an edge), no columns is not: such a feature says nothing
+    check_tensor(x, name, ndim=2, nonempty=x.dim() != 2 or x.shape[0] > 0 or x.shape[1] == 0)
     if x.is_complex():
         raise ValueError(f"{name} has complex dtype {x.dtype}: node features must be real numbers to be discretised")
     fit_mask = torch.ones(x.shape[0], dtype=torch.bool) if fit_mask is None else fit_mask
-    check_tensor(fit_mask, "fit_mask", shape=(x.shape[0],), dtype=torch.bool)
+    check_tensor(fit_mask, "fit_mask", shape=(x.shape[0],), dtype=torch.bool, nonempty=False)
+    if x.shape[0] == 0:
+        return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(1, x.shape[1], dtype=x.dtype))
     if not bool(fit_mask.any()):
         raise ValueError(f"{name}: no rows to fit the discretisation on (fit_mask is all false)")
     if not x.is_floating_point():

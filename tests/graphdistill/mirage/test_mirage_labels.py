@@ -41,6 +41,13 @@ def test_non_discretisable_features_raise():
         discretize(torch.zeros(2, 1), None, DiscretizeConfig(num_bins=0))
     with pytest.raises(ValueError, match="no rows to fit"):
         discretize(torch.zeros(2, 1), torch.zeros(2, dtype=torch.bool), DiscretizeConfig())
+    for columnless in (torch.zeros(5, 0), torch.zeros(5, 0, dtype=torch.long), torch.zeros(0, 0)):
+        with pytest.raises(ValueError, match="node features x is empty"):
+            discretize(columnless, None, DiscretizeConfig(), name="node features x")
+    with pytest.raises(ValueError, match="complex"):  # checked on a matrix without rows too
+        discretize(torch.zeros(0, 1, dtype=torch.complex64), None, DiscretizeConfig())
+    with pytest.raises(ValueError, match="fit_mask"):
+        discretize(torch.zeros(0, 3), torch.zeros(7, dtype=torch.bool), DiscretizeConfig())
 
 
 def test_a_matrix_without_rows_has_no_labels_and_keeps_its_width():
