@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from distillcore.config_cli import assignments_tag, parse_assignments, set_dotted
 from distillcore.serialization import load_state, write_json_atomic
-from distill3d.points.distill import METHODS, DistillConfig
+from distill3d.points.distill import METHODS, DistillConfig, loss_settings
 from distill3d.points.fusion import fuse_for_inference
 from distill3d.points.kitti import KittiDataset, write_kitti_dataset
 from distill3d.points.pillars import PillarConfig, PillarDetector
@@ -259,7 +259,9 @@ def main(argv=None) -> dict:
             for seed in seed_list:
                 distill = None if method == "none" else distill_config(method, settings)
                 # only students whose own loss the settings change train again, in a folder of their own
-                changed = distill is not None and distill != DistillConfig(method=method)
+                changed = distill is not None and loss_settings(distill) != loss_settings(DistillConfig(method=method))
+                if distill is not None and not changed:
+                    distill = DistillConfig(method=method)  # the default run's settings, so its checkpoint is reused
                 folder = args.work_dir / assignments_tag(settings) if changed else args.work_dir
                 path = folder / f"{family}_student{args.width}_{method}_seed{seed}_{tag}.pt"
                 torch.manual_seed(seed)

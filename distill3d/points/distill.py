@@ -185,6 +185,16 @@ class ResponseKDLoss(DistillLoss):
         return self.weight * kd_kl_loss(student.response_logits, teacher.response_logits.detach(), self.temperature)
 
 
+# The DistillConfig fields each method's loss reads (build_distill_loss below)
+LOSS_FIELDS = {"pointdistiller": ("pointdistiller",), "fitnet": ("fitnet_weight",), "kd": ("kd_weight", "kd_temperature"),
+               "none": ()}
+
+
+def loss_settings(cfg: DistillConfig) -> dict:
+    """The fields of ``cfg`` that the loss of ``cfg.method`` reads: configs that agree on them train alike."""
+    return {"method": cfg.method, **{name: getattr(cfg, name) for name in LOSS_FIELDS[cfg.method]}}
+
+
 def build_distill_loss(cfg: DistillConfig, teacher_channels: int, student_channels: int) -> DistillLoss | None:
     """The loss module of ``cfg.method`` (``None`` for ``"none"``); its adapters train with the student."""
     if cfg.method == "pointdistiller":
@@ -199,4 +209,4 @@ def build_distill_loss(cfg: DistillConfig, teacher_channels: int, student_channe
 
 
 __all__ = ["METHODS", "PointDistillerConfig", "DistillConfig", "DistillLoss", "PointDistillerLoss", "FitNetLoss",
-           "ResponseKDLoss", "build_distill_loss"]
+           "ResponseKDLoss", "build_distill_loss", "loss_settings"]

@@ -3,7 +3,8 @@ import torch
 
 from distill3d.points.detector import DetectorOutput
 from distill3d.points.distill import (
-    DistillConfig, FitNetLoss, PointDistillerConfig, PointDistillerLoss, ResponseKDLoss, build_distill_loss,
+    LOSS_FIELDS, DistillConfig, FitNetLoss, PointDistillerConfig, PointDistillerLoss, ResponseKDLoss, build_distill_loss,
+    loss_settings,
 )
 from distill3d.points.edgeconv import EdgeConv, edge_inputs
 from distill3d.points.train import build_detector
@@ -137,3 +138,30 @@ def test_teacher_width_mismatch_is_a_clear_error():
         loss(output(torch.randn(1, 10, 64), torch.rand(1, 10)), output(torch.randn(1, 12, 16), torch.rand(1, 12)))
     with pytest.raises(ValueError, match="method must be one of 'pointdistiller', 'fitnet', 'kd', 'none'"):
         DistillConfig(method="attention")
+
+
+@pytest.mark.parametrize("method", ["pointdistiller", "fitnet", "kd"])
+def test_loss_settings_are_the_fields_the_loss_reads(method):
+    """Changing every field outside ``loss_settings`` leaves the loss value alone; changing one inside
+    changes it (what lets the benchmark reuse a student that a ``--set`` does not concern)."""
+    t, s = torch.randn(2, 9, 4, generator=torch.Generator().manual_seed(1)), torch.randn(2, 9, 3)
+    logits_t, logits_s = torch.randn(18, 3), torch.randn(18, 3)
+    importance = torch.rand(2, 9)
+
+    def value(cfg):
+        torch.manual_seed(0)  # the adapters' initialisation
+        loss = build_distill_loss(cfg, 4, 3)
+        return loss(output(t, importance, logits_t), output(s, importance, logits_s)).item()
+
+    others = DistillConfig(method=method, fitnet_weight=2.0, kd_weight=3.0, kd_temperature=4.0,
+                           pointdistiller=PointDistillerConfig(num_important=4, neighbours=3, temperature=2.0, weight=5.0))
+    default = DistillConfig(method=method)
+    for name in LOSS_FIELDS[method]:  # the method's own fields back at their defaults
+        setattr(others, name, getattr(default, name))
+    assert loss_settings(others) == loss_settings(default)
+    assert value(others) == pytest.approx(value(default), rel=1e-6)
+    own = {"pointdistiller": ("pointdistiller", PointDistillerConfig(weight=5.0)), "fitnet": ("fitnet_weight", 2.0),
+           "kd": ("kd_temperature", 4.0)}[method]
+    changed = DistillConfig(method=method, **dict([own]))
+    assert loss_settings(changed) != loss_settings(default)
+    assert value(changed) != pytest.approx(value(default), rel=1e-3)
