@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = parse_assignments(args.settings)
-        apply_settings(PRDConfig(), settings)
+        apply_settings(config := PRDConfig(), settings)
+        config.validate()  # ranges now, not after a scene has loaded
     except ValueError as error:
         parser.error(str(error))
     if "model.progress" in settings:

@@ -541,30 +541,44 @@ def set_threads(threads: int | None) -> int:
 
 def parse_assignments(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` strings (a benchmark's ``--set``) as ``{KEY: VALUE}``, each VALUE read as JSON, else kept as
-    text (``weight=3`` -> 3, ``side=cameras`` -> "cameras").
+    text (``weight=3`` -> 3, ``side=cameras`` -> "cameras"). A JSON object is spelt out as dotted keys
+    (``radiance={"steps": 9}`` -> ``{"radiance.steps": 9}``), so that one setting has one key whichever way it
+    is written and a caller that looks at the keys sees every field that is set.
 
     Raises:
         ValueError: an item without ``=``.
     """
     out: dict[str, object] = {}
+
+    def put(key: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for name, inner in value.items():
+                put(f"{key}.{name}", inner)
+        else:
+            out[key] = value
+
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
         try:
-            out[key] = json.loads(raw)
+            put(key, json.loads(raw))
         except json.JSONDecodeError:
             out[key] = raw
     return out
 
 
+TAG_TEXT_LENGTH = 120  # folder names stay well under the 255 bytes file systems allow
+
+
 def assignments_tag(assignments: dict[str, object]) -> str:
     """A folder name for runs made with these :func:`parse_assignments` settings, so they never overwrite the
-    default runs: ``set_KEY=VALUE_...``, with a hash of the settings appended where characters a folder name
-    cannot hold were dropped (``[64, 32]`` and ``6432`` must not share a folder)."""
+    default runs: ``set_KEY=VALUE_...``. A hash of the settings is appended wherever the text alone could be
+    ambiguous: characters a folder name cannot hold were dropped (``[64, 32]`` and ``6432``), a value holds the
+    separators ``_`` or ``=``, or the text was cut to ``TAG_TEXT_LENGTH`` characters."""
     text = "_".join(f"{k}={v}" for k, v in sorted(assignments.items()))
-    kept = re.sub(r"[^A-Za-z0-9._=-]", "", text)
-    if kept != text:
+    kept = re.sub(r"[^A-Za-z0-9._=-]", "", text)[:TAG_TEXT_LENGTH]
+    if kept != text or any(c in str(v) for v in assignments.values() for c in "_="):
         kept += "_" + hashlib.sha1(json.dumps(assignments, sort_keys=True).encode()).hexdigest()[:8]
     return "set_" + kept
 

@@ -101,6 +101,14 @@ def test_set_assignments_parse_as_json_and_set_nested_fields():
     assert tag == config_cli.assignments_tag({"a": 1, "b": "x/y"}) and tag.startswith("set_a=1_b=xy_")
     assert "/" not in tag and tag != config_cli.assignments_tag({"a": 1, "b": "xy"})
     assert config_cli.assignments_tag({"a": [64, 32]}) != config_cli.assignments_tag({"a": 6432})
+    # a value holding the separators, or text too long for a folder name, is hashed too
+    assert (config_cli.assignments_tag({"side": "light_x=1"})
+            != config_cli.assignments_tag({"side": "light", "x": 1}))
+    long = config_cli.assignments_tag({"sizes": list(range(200))})
+    assert len(long) < 140 and long != config_cli.assignments_tag({"sizes": list(range(201))})
+    # a JSON object is the same setting as its dotted keys: one key each, the same folder
+    nested = config_cli.parse_assignments(['inner={"weight": 3, "kind": "mse"}'])
+    assert nested == {"inner.weight": 3, "inner.kind": "mse"} == config_cli.parse_assignments(["inner.weight=3", "inner.kind=mse"])
 
 
 def test_precedence_defaults_file_preset_flags(tmp_path):
