@@ -5,12 +5,15 @@ subset of the training graphs of the same byte size, (d) a k-centre coreset of t
 nodes whose tree the set holds (:mod:`graphdistill.mirage.covered`, the reference code's protocol),
 (f) a random subset of the same bytes counted as the distilled file counts its own (integers in their
 smallest dtype: about 8x more molecules than (c), whose bytes are PyG's int64 tensors);
-plus tree-hashing throughput at depth 3 on a molecule set grown to about one million nodes.
+plus, at each ``--budgets`` ratio counted in compact bytes on both sides (``DistillConfig.compact_bytes``),
+a Mirage set distilled within it against a random subset of the same compact bytes; and tree-hashing
+throughput at depth 3 on a molecule set grown to about one million nodes.
 
     python benchmarks/mirage.py            # 5 seeds, 20 epochs, solubility + nci-tpsa (all 4992 molecules)
     python benchmarks/mirage.py --seeds 3  # fewer seeds (a loaded machine)
     python benchmarks/mirage.py --quick    # 2 seeds, fewer epochs, nci-tpsa cut to 1500 molecules
     python benchmarks/mirage.py --datasets nci-tpsa   # one data set (two processes may run one each)
+    python benchmarks/mirage.py --budgets 50 25        # sets >= 50x and >= 25x smaller in compact bytes
 
 Prints a paper-style table and writes benchmarks/results/mirage.json. Every finished training run
 is checkpointed into the JSON (atomically), so an interrupted run resumes where it stopped
@@ -41,6 +44,7 @@ from graphdistill.mirage.models import MODELS, FeatureSpec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mirage.json"
 REGIMES = ("full", "mirage", "random", "kcenter", "covered", "random_compact")
+BUDGET_REGIMES = ("mirage", "random_compact")
 HASH_NODES = 1_000_000
 HASH_DEPTH = 3
 
@@ -110,6 +114,8 @@ def run_dataset(name: str, splits, seeds: int, train_config: TrainConfig, state:
         original_bytes=distilled.original_nbytes,
         distilled_bytes=distilled.nbytes,
         compression_ratio=distilled.compression_ratio,
+        original_compact_bytes=distilled.original_compact_nbytes,
+        compact_compression_ratio=distilled.compact_compression_ratio,
     )
     mirage_graphs, weights = distilled.to_graphs()
     covered_val, covered_test = with_covered_readout(distilled, splits.val), with_covered_readout(distilled, splits.test)
@@ -142,6 +148,40 @@ def run_dataset(name: str, splits, seeds: int, train_config: TrainConfig, state:
     return entry
 
 
+def run_budget(name: str, splits, ratio: float, seeds: int, train_config: TrainConfig, state: dict) -> dict:
+    """Mirage within ``ratio`` x of the training set with both counted in compact bytes, against a random subset
+    of the same compact bytes: the comparison that does not depend on how the full data is stored."""
+    budgets = state["datasets"][name].setdefault("budgets", {})
+    entry = budgets.setdefault(f"{ratio:g}", {"runs": {}})
+    distilled = distill(splits, DistillConfig(min_compression=ratio, compact_bytes=True))
+    if (entry.get("distilled_bytes"), entry.get("patterns")) != (distilled.nbytes, distilled.num_patterns):
+        entry["runs"] = {}
+    entry.update(patterns=distilled.num_patterns, min_support=distilled.meta["min_support"],
+                 distilled_bytes=distilled.nbytes, compact_compression_ratio=distilled.compact_compression_ratio)
+    mirage_graphs, weights = distilled.to_graphs()
+    spec = FeatureSpec.of(torch.cat([g.x for g in splits.all_graphs()]))
+    for model in MODELS:
+        for regime in BUDGET_REGIMES:
+            for seed in range(seeds):
+                key = f"{model}/{regime}/{seed}"
+                if key in entry["runs"]:
+                    continue
+                if regime == "mirage":
+                    graphs, w = mirage_graphs, weights
+                else:
+                    graphs, w = random_subset_of_bytes(splits.train, distilled.nbytes, seed, compact=True), None
+                config = TrainConfig(**{**vars(train_config), "seed": seed})
+                result = train_gnn(graphs, w, splits.val, splits.test, spec, splits.num_classes,
+                                   ModelConfig(model=model, num_layers=distilled.depth), config)
+                nbytes = distilled.nbytes if w is not None else graphs_nbytes(graphs, compact=True)
+                entry["runs"][key] = {"graphs": len(graphs), "bytes": nbytes, **{f"test_{k}": v for k, v in result.test.items()}}
+                save_state(state, [name])
+                print(f"  {name} >= {ratio:g}x compact {key}: test ROC-AUC {result.test['roc_auc']:.3f}", flush=True)
+    entry["summary"] = {f"{model}/{regime}": mean_std([entry["runs"][f"{model}/{regime}/{s}"]["test_roc_auc"] for s in range(seeds)])
+                        for model in MODELS for regime in BUDGET_REGIMES}
+    return entry
+
+
 def summarise(entry: dict, seeds: int) -> dict:
     summary = {}
     for model in MODELS:
@@ -164,7 +204,8 @@ def print_table(state: dict, names: list[str]) -> None:
         s = entry["summary"]
         print(
             f"\n{name}: {entry['train_graphs']} training graphs, {entry['original_bytes'] / 1e3:.0f} kB -> "
-            f"{entry['patterns']} patterns, {entry['distilled_bytes'] / 1e3:.1f} kB ({entry['compression_ratio']:.0f}x smaller), "
+            f"{entry['patterns']} patterns, {entry['distilled_bytes'] / 1e3:.1f} kB ({entry['compression_ratio']:.0f}x smaller; "
+            f"{entry['compact_compression_ratio']:.1f}x with the training graphs in compact bytes), "
             f"distilled in {entry['distill_cpu_seconds']:.2f} s CPU (support {entry['min_support']})"
         )
         print(f"load average during the runs: {entry.get('load_average')}")
@@ -175,6 +216,14 @@ def print_table(state: dict, names: list[str]) -> None:
                 m = s[f"{model}/{regime}"]
                 row += f"{m['roc_auc']['mean']:>13.3f} ± {m['roc_auc']['std']:.3f}{m['accuracy']['mean']:>9.3f} ± {m['accuracy']['std']:.3f}"
             print(row + f"{s[f'{model}/mirage_over_full']:>13.2f}{s[f'{model}/covered_over_full']:>15.2f}")
+        for ratio, budget in entry.get("budgets", {}).items():
+            print(f">= {ratio}x in compact bytes: {budget['patterns']} patterns, {budget['distilled_bytes'] / 1e3:.1f} kB "
+                  f"({budget['compact_compression_ratio']:.0f}x, support {budget['min_support']})")
+            for model in MODELS:
+                m, r = budget["summary"][f"{model}/mirage"], budget["summary"][f"{model}/random_compact"]
+                full = s[f"{model}/full"]["roc_auc"]["mean"]
+                print(f"  {model:6} Mirage {m['mean']:.3f} ± {m['std']:.3f} ({m['mean'] / full:.2f} of full)   "
+                      f"random {r['mean']:.3f} ± {r['std']:.3f}")
     if "hashing" not in state:
         return
     h = state["hashing"]
@@ -191,6 +240,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per model and regime (default 5; --quick: 2)")
     parser.add_argument("--datasets", nargs="+", choices=("solubility", "nci-tpsa"), default=["solubility", "nci-tpsa"],
                         help="data sets to run (the others' results in the JSON are kept)")
+    parser.add_argument("--budgets", type=float, nargs="*", default=[50.0],
+                        help="compression ratios, counted in compact bytes on both sides, at which Mirage is "
+                             "compared with a random subset of equal bytes (none: skip)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = args.seeds or (2 if args.quick else 5)
@@ -213,6 +265,8 @@ def main() -> None:
         entry = run_dataset(name, splits, seeds, train_config, state)
         entry["load_average"] = list(os.getloadavg())  # the machine is shared: CPU times are read under this load
         entry["summary"] = summarise(entry, seeds)
+        for ratio in args.budgets:
+            run_budget(name, splits, ratio, seeds, train_config, state)
         if name == "solubility":
             state["hashing"] = hashing_throughput(splits.all_graphs())
         save_state(state, args.datasets)

@@ -661,7 +661,8 @@ def render_mirage(d: dict) -> str:
                 name if first else "",
                 f"{ds['train_graphs']} graphs, {nbytes(ds['original_bytes'])} → {ds['patterns']} patterns, "
                 f"{nbytes(ds['distilled_bytes'])}" if first else "",
-                f"{ds['compression_ratio']:.0f}x" if first else "",
+                (f"{ds['compression_ratio']:.0f}x" + (f" / {ds['compact_compression_ratio']:.1f}x"
+                                                       if "compact_compression_ratio" in ds else "")) if first else "",
                 f"{ds['distill_cpu_seconds']:.2f} s" if first else "",
                 model.upper(),
                 pm(s[f"{model}/full"]["roc_auc"]["mean"], s[f"{model}/full"]["roc_auc"]["std"], 3),
@@ -673,7 +674,8 @@ def render_mirage(d: dict) -> str:
                     f"{s[f'{model}/covered_over_full']:.2f}"] if covered else [])
                 + ([pm(s[f"{model}/random_compact"]["roc_auc"]["mean"], s[f"{model}/random_compact"]["roc_auc"]["std"], 3)]
                    if compact else []))
-    table = md_table(["data set", "train → distilled", "ratio", "distill CPU", "model", "full", "Mirage", "random"]
+    ratio = "ratio (PyG / compact)" if any("compact_compression_ratio" in ds for ds in d["datasets"].values()) else "ratio"
+    table = md_table(["data set", "train → distilled", ratio, "distill CPU", "model", "full", "Mirage", "random"]
                      + (["k-centre"] if coreset else []) + ["Mirage/full"]
                      + (["Mirage, covered readout", "covered/full"] if covered else [])
                      + (["random, compact bytes"] if compact else []), rows,
@@ -687,9 +689,40 @@ def render_mirage(d: dict) -> str:
     return head + table
 
 
+def render_mirage_budget(d: dict) -> str:
+    """``mirage.json`` ``budgets``: Mirage within N x of the training set, both counted in compact bytes, against
+    a random subset of the training graphs of the same compact bytes."""
+    head = settings_line(f"{d['setup']['seeds']} seeds, test ROC-AUC, mean ± std; the training graphs and the set both "
+                         f"counted with every integer in its smallest dtype; the random subset has the set's bytes")
+    rows = []
+    for name, ds in d["datasets"].items():
+        for ratio, budget in ds.get("budgets", {}).items():
+            for i, model in enumerate(MIRAGE_MODELS):
+                mirage, random = budget["summary"][f"{model}/mirage"], budget["summary"][f"{model}/random_compact"]
+                full = ds["summary"][f"{model}/full"]["roc_auc"]["mean"]
+                runs = [(budget["runs"][f"{model}/mirage/{k}"]["test_roc_auc"], budget["runs"][f"{model}/random_compact/{k}"]["test_roc_auc"])
+                        for k in range(d["setup"]["seeds"])]
+                gap = [a - b for a, b in runs]
+                rows.append([
+                    name if i == 0 else "",
+                    f"≥ {ratio}x: {budget['patterns']} patterns, {nbytes(budget['distilled_bytes'])} "
+                    f"({budget['compact_compression_ratio']:.0f}x, support {budget['min_support']:g})" if i == 0 else "",
+                    model.upper(), pm(mirage["mean"], mirage["std"], 3), f"{mirage['mean'] / full:.2f}",
+                    pm(random["mean"], random["std"], 3), pm(statistics.fmean(gap), statistics.stdev(gap), 3, sign=True)])
+    return head + md_table(["data set", "set", "model", "Mirage", "Mirage/full", "random, same bytes",
+                            "Mirage − random (paired)"], rows, ["l", "l", "l", "r", "r", "r", "r"])
+
+
 def headline_mirage(d: dict) -> str:
     ds = d["datasets"]["nci-tpsa"]
     s = ds["summary"]
+    budget = ds.get("budgets", {}).get("50")
+    if budget is not None:
+        b = budget["summary"]
+        return (f"nci-tpsa distilled to {nbytes(budget['distilled_bytes'])}, {budget['compact_compression_ratio']:.0f}x "
+                f"smaller than its training graphs with both counted in compact bytes; a GCN trained on it reaches test "
+                f"ROC-AUC {b['gcn/mirage']['mean']:.3f} (full data {s['gcn/full']['roc_auc']['mean']:.3f}, a random "
+                f"subset of the same bytes {b['gcn/random_compact']['mean']:.3f})")
     return (f"nci-tpsa distilled {ds['compression_ratio']:.0f}x in {ds['distill_cpu_seconds']:.1f} s; a GCN trained "
             f"on it reaches test ROC-AUC {s['gcn/mirage']['roc_auc']['mean']:.3f} (full data "
             f"{s['gcn/full']['roc_auc']['mean']:.3f}, an equal-size random subset {s['gcn/random']['roc_auc']['mean']:.3f})")
@@ -762,6 +795,7 @@ TABLES: dict[str, Section] = {
     "prd_settings": Section(PRD_SETTINGS_FILES, lambda *ds: render_prd_settings(dict(zip(PRD_SETTINGS_FILES, ds)))),
     "vqgraph": Section(("vqgraph.json",), render_vqgraph),
     "mirage": Section(("mirage.json",), render_mirage),
+    "mirage_budget": Section(("mirage.json",), render_mirage_budget),
     "reliability": Section(("reliability.json",), render_reliability,
                            missing="*Not measured yet: run `.venv/bin/python tools/reliability_probe.py`, "
                                    "then `make docs`.*"),

@@ -74,6 +74,30 @@ class GraphSplits:
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
+def _int_itemsize(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Bytes of the smallest of uint8 / int16 / int32 / int64 holding ``[low, high]`` (``smallest_int``'s rule)."""
+    size = np.full(low.shape, 8, dtype=np.int64)
+    for dtype, nbytes in ((np.int32, 4), (np.int16, 2), (np.uint8, 1)):
+        info = np.iinfo(dtype)
+        size[(low >= info.min) & (high <= info.max)] = nbytes
+    return size
+
+
+def _per_graph_itemsize(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """[G] bytes per value of rows ``ptr[g]:ptr[g+1]`` of ``values`` [R, C] in their smallest dtype (floats
+    keep theirs; graphs without rows count 0 rows, so their size does not matter)."""
+    if values.dtype.kind == "f":
+        return np.full(len(ptr) - 1, values.dtype.itemsize, dtype=np.int64)
+    counts = np.diff(ptr)
+    low, high = np.zeros(len(counts), np.int64), np.zeros(len(counts), np.int64)
+    rows = counts > 0
+    if values.size:
+        starts = ptr[:-1][rows]
+        low[rows] = np.minimum.reduceat(values.min(axis=1), starts)
+        high[rows] = np.maximum.reduceat(values.max(axis=1), starts)
+    return _int_itemsize(low, high)
+
+
 @dataclass
 class GraphArrays:
     """A graph-classification set as one disjoint union of arrays (no Python object per graph).
@@ -146,13 +170,29 @@ class GraphArrays:
                            None if self.edge_attr is None else self.edge_attr[edges], node_ptr, edge_ptr,
                            self.y[graphs], self.split[graphs], self.num_classes, self.task_names, self.class_names)
 
-    def nbytes(self, keep: np.ndarray) -> int:
-        """Bytes of x, edge_index, edge_attr and y of the graphs where ``keep`` is true (``graphs_nbytes``'s
-        count: edge ids and labels as int64)."""
-        counts = np.diff(self.node_ptr)[keep].sum(), np.diff(self.edge_ptr)[keep].sum()
-        row = self.x.shape[1] * self.x.dtype.itemsize
-        edge_row = 16 + (0 if self.edge_attr is None else self.edge_attr.shape[1] * self.edge_attr.dtype.itemsize)
-        return int(counts[0] * row + counts[1] * edge_row + int(keep.sum()) * 8 * self.num_tasks)
+    def nbytes(self, keep: np.ndarray, compact: bool = False) -> int:
+        """Bytes of x, edge_index, edge_attr and y of the graphs where ``keep`` is true, as
+        :func:`~graphdistill.mirage.distilled.graphs_nbytes` counts the same graphs held by PyG.
+
+        Args:
+            keep: [G] bool, the graphs counted.
+            compact: each integer array of each graph in the smallest of uint8 / int16 / int32 / int64 that
+                holds its values (edge ids local to the graph, labels as classes); otherwise edge ids and
+                labels as int64 and features in their own dtype.
+        """
+        nodes, edges = np.diff(self.node_ptr), np.diff(self.edge_ptr)
+        if not compact:
+            row = self.x.shape[1] * self.x.dtype.itemsize
+            edge_row = 16 + (0 if self.edge_attr is None else self.edge_attr.shape[1] * self.edge_attr.dtype.itemsize)
+            return int(nodes[keep].sum() * row + edges[keep].sum() * edge_row + int(keep.sum()) * 8 * self.num_tasks)
+        graph_of_edge = np.repeat(np.arange(self.num_graphs), edges)
+        local_ids = self.edge_index - self.node_ptr[graph_of_edge]
+        total = nodes * _per_graph_itemsize(self.x, self.node_ptr) * self.x.shape[1]
+        total += edges * 2 * _per_graph_itemsize(local_ids.T, self.edge_ptr)
+        if self.edge_attr is not None:
+            total += edges * _per_graph_itemsize(self.edge_attr, self.edge_ptr) * self.edge_attr.shape[1]
+        label_size = _int_itemsize(np.zeros(1, np.int64), np.array([self.num_classes - 1]))[0]
+        return int(total[keep].sum() + int(keep.sum()) * label_size * self.num_tasks)
 
     @staticmethod
     def from_splits(splits: GraphSplits) -> "GraphArrays":

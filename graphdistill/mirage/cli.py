@@ -140,6 +140,8 @@ def _distill(args: argparse.Namespace) -> int:
         "file_bytes": file_bytes,
         "original_bytes": distilled.original_nbytes,
         "compression_ratio": round(distilled.compression_ratio, 1),
+        "original_compact_bytes": distilled.original_compact_nbytes,
+        "compact_compression_ratio": round(distilled.compact_compression_ratio, 1),
         "cpu_seconds": round(distilled.meta["cpu_seconds"], 3),
         "workers": command.cluster.workers,
     }

@@ -129,6 +129,8 @@ def _check_header(state: dict, path: Path) -> None:
     """The file's plain-data fields: types and ranges, before any tensor is decoded."""
     for key, low in (("depth", 1), ("num_classes", 1), ("original_nbytes", 0)):
         _int_field(state, key, low, path)
+    if state.get("original_compact_nbytes") is not None:  # absent in files written before it was recorded
+        _int_field(state, "original_compact_nbytes", 0, path)
     for key in ("meta", "tensors"):
         if not isinstance(state.get(key), dict):
             raise _damaged(path, f"{key} must be a dict, got {type(state.get(key)).__name__}")
@@ -241,7 +243,9 @@ class DistilledDataset:
         pattern_class, pattern_frequency, pattern_task, pattern_mass: per entry, its class, support count,
             task (multi-task sets) and readout mass.
         feature_spec: what the GNN's node encoder expects.
-        original_nbytes: payload of the training graphs the set replaces.
+        original_nbytes: payload of the training graphs the set replaces, as PyG holds them (int64 integers).
+        original_compact_nbytes: the same graphs with every integer in its smallest dtype, as the set counts
+            its own (``graphs_nbytes(compact=True)``; None in files written before it was recorded).
         meta: how it was distilled (data set, supports, ``class_sizes`` per task and class, ...).
 
     Shapes:
@@ -263,6 +267,7 @@ class DistilledDataset:
     meta: dict = field(default_factory=dict)
     pattern_task: torch.Tensor | None = None  # [P] task of every pattern (multi-task sets only)
     pattern_mass: torch.Tensor | None = None  # [P] readout mass in its class (None: files without it)
+    original_compact_nbytes: int | None = None  # the training graphs' payload counted as the set's own
 
     @property
     def num_tasks(self) -> int:
@@ -310,7 +315,14 @@ class DistilledDataset:
 
     @property
     def compression_ratio(self) -> float:
+        """Training graphs as PyG holds them (int64) over the set's payload: the reference code's count."""
         return self.original_nbytes / max(self.nbytes, 1)
+
+    @property
+    def compact_compression_ratio(self) -> float | None:
+        """Training graphs over the set's payload with both counted alike (integers in their smallest dtype);
+        None for files that do not record the compact count."""
+        return None if self.original_compact_nbytes is None else self.original_compact_nbytes / max(self.nbytes, 1)
 
     def save(self, path: str | Path) -> int:
         """Writes the set to ``path`` atomically (temporary file, then rename); returns the file size.
@@ -323,6 +335,7 @@ class DistilledDataset:
             "num_classes": self.num_classes,
             "feature_spec": asdict(self.feature_spec),
             "original_nbytes": self.original_nbytes,
+            "original_compact_nbytes": self.original_compact_nbytes,
             "meta": self.meta,
             "dtypes": {"node_features": _dtype_name(self.node_features.dtype)}
             | ({} if self.edge_features is None else {"edge_features": _dtype_name(self.edge_features.dtype)}),
@@ -398,6 +411,7 @@ class DistilledDataset:
             state["meta"],
             pattern_task,
             pattern_mass,
+            state.get("original_compact_nbytes"),
         )
         distilled._check_tables(path)
         return distilled

@@ -38,6 +38,34 @@ def test_arrays_hold_the_graphs_and_select_renumbers(solubility, tmp_path):
     assert loaded.name == picked.name and loaded.num_classes == picked.num_classes
 
 
+def test_nbytes_counts_as_graphs_nbytes_does(solubility):
+    """The arrays' payload equals graphs_nbytes of the same PyG graphs, as PyG holds them and compact,
+    also for a graph whose edge ids need int16, negative and float features, and graphs without edges."""
+    import torch
+    from torch_geometric.data import Data
+
+    from graphdistill.data.graphs import GraphSplits
+    from graphdistill.mirage.distilled import graphs_nbytes
+
+    big = Data(x=torch.arange(300 * 9).reshape(300, 9) - 5, y=torch.tensor([1]),  # int16 features and ids
+               edge_index=torch.stack([torch.arange(299), torch.arange(1, 300)]), edge_attr=torch.full((299, 3), 70000))
+    edgeless = Data(x=torch.ones(2, 9, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                    edge_attr=torch.zeros(0, 3, dtype=torch.long), y=torch.tensor([0]))
+    mixed = GraphSplits("mixed", solubility.train[:50] + [big, edgeless], [], [], 3)
+    for graphs, arrays in ((solubility.all_graphs(), GraphArrays.from_splits(solubility)),
+                           (mixed.train, GraphArrays.from_splits(mixed))):
+        keep = np.random.default_rng(0).random(arrays.num_graphs) < 0.5
+        keep[-2:] = True
+        chosen = [g for g, k in zip(graphs, keep) if k]
+        for compact in (False, True):
+            assert arrays.nbytes(keep, compact) == graphs_nbytes(chosen, compact), compact
+    for g in mixed.train:
+        g.x = g.x.float()
+    floats = GraphArrays.from_splits(mixed)
+    everything = np.ones(floats.num_graphs, bool)
+    assert floats.nbytes(everything, compact=True) == graphs_nbytes(mixed.train, compact=True)
+
+
 def test_replicated_molecules_are_copies_with_seeded_mutations(solubility):
     base = GraphArrays.from_splits(solubility)
     config = ReplicateConfig(num_graphs=2 * base.num_graphs + 10, mutate_fraction=0.05, seed=1)

@@ -52,9 +52,12 @@ def test_distill_save_load_and_pattern_graphs(tmp_path, depth, support):
     assert set(distilled.pattern_class.tolist()) == {0, 1}
     assert distilled.original_nbytes == graphs_nbytes(data.train)
     assert distilled.compression_ratio == distilled.original_nbytes / distilled.nbytes
+    assert distilled.original_compact_nbytes == graphs_nbytes(data.train, compact=True)
+    assert distilled.compact_compression_ratio == distilled.original_compact_nbytes / distilled.nbytes
     size = distilled.save(tmp_path / "toy.pt")
     assert size > 0 and not (tmp_path / "toy.pt.tmp").exists()
     loaded = DistilledDataset.load(tmp_path / "toy.pt")
+    assert loaded.original_compact_nbytes == distilled.original_compact_nbytes
     for key, value in distilled.tensors().items():
         assert torch.equal(loaded.tensors()[key], value), key
     graphs, weights = loaded.to_graphs(class_prior=False)
@@ -159,6 +162,7 @@ def test_pattern_of_two_classes_stored_once_samples_as_the_two_copies(tmp_path):
     distilled.save(tmp_path / "v2.pt")
     assert distilled.nbytes < v1_bytes / 2  # measured: 3.7x smaller on this set
     former, current = DistilledDataset.load(tmp_path / "v1.pt"), DistilledDataset.load(tmp_path / "v2.pt")
+    assert former.compact_compression_ratio is None  # the former format did not record the compact count
     for loaded in (former, current):
         assert loaded.node_features.dtype == torch.long and torch.equal(loaded.node_features, distilled.node_features)
         for a, b in zip(loaded.levels, distilled.levels, strict=True):

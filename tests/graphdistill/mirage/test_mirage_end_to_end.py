@@ -29,6 +29,20 @@ def test_distill_solubility_then_train_gin_beats_chance(tmp_path, capsys):
     assert (tmp_path / "gin.pt").exists()
 
 
+def test_compact_bytes_counts_the_training_graphs_as_the_set_counts_itself(tmp_path, capsys):
+    from graphdistill.data.graphs import load_graph_dataset
+    from graphdistill.mirage.distilled import graphs_nbytes
+
+    out = tmp_path / "solubility.mirage.pt"
+    assert main(["mirage", "distill", "solubility", "--compact-bytes", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    train = load_graph_dataset("solubility").train
+    assert summary["original_compact_bytes"] == graphs_nbytes(train, compact=True) == DistilledDataset.load(out).original_compact_nbytes
+    assert summary["compact_compression_ratio"] >= 50
+    # measured: 62x counted alike is 496x against PyG's int64 tensors (the default sweep's set: 6.3x and 51x)
+    assert summary["compression_ratio"] > 6 * summary["compact_compression_ratio"]
+
+
 def test_graphs_without_edges_distil_and_train(tmp_path, capsys):
     # no graph has an edge (edge_attr [0, 1] each); the label counts one node type, so trees of depth 0 carry it
     import torch
