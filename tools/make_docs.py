@@ -696,7 +696,7 @@ def render_mirage_budget(d: dict) -> str:
                          f"counted with every integer in its smallest dtype; the random subset has the set's bytes")
     rows = []
     for name, ds in d["datasets"].items():
-        for ratio, budget in ds.get("budgets", {}).items():
+        for j, (ratio, budget) in enumerate(ds.get("budgets", {}).items()):
             for i, model in enumerate(MIRAGE_MODELS):
                 mirage, random = budget["summary"][f"{model}/mirage"], budget["summary"][f"{model}/random_compact"]
                 full = ds["summary"][f"{model}/full"]["roc_auc"]["mean"]
@@ -704,7 +704,7 @@ def render_mirage_budget(d: dict) -> str:
                         for k in range(d["setup"]["seeds"])]
                 gap = [a - b for a, b in runs]
                 rows.append([
-                    name if i == 0 else "",
+                    name if i == j == 0 else "",
                     f"≥ {ratio}x: {budget['patterns']} patterns, {nbytes(budget['distilled_bytes'])} "
                     f"({budget['compact_compression_ratio']:.0f}x, support {budget['min_support']:g})" if i == 0 else "",
                     model.upper(), pm(mirage["mean"], mirage["std"], 3), f"{mirage['mean'] / full:.2f}",
