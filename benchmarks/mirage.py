@@ -95,6 +95,29 @@ def save_state(state: dict, names: list[str]) -> None:
     write_json_atomic(RESULTS, state)
 
 
+def train_regimes(entry: dict, name: str, splits, spec: FeatureSpec, regimes: tuple[str, ...], seeds: int, pick,
+                  distilled, train_config: TrainConfig, state: dict, held_out: dict | None = None, label: str = "") -> None:
+    """Trains each model on ``pick(regime, seed)`` -> (graphs, weights) for every regime and seed not yet in
+    ``entry["runs"]``, saving the JSON after each run. Weighted graphs are the Mirage set, counted as its file;
+    the others in compact bytes for ``random_compact``, as PyG holds them otherwise. ``held_out`` maps a regime
+    to its own (validation, test) graphs; ``label`` follows the data set's name in the progress lines."""
+    for model in MODELS:
+        for regime in regimes:
+            for seed in range(seeds):
+                key = f"{model}/{regime}/{seed}"
+                if key in entry["runs"]:
+                    continue
+                graphs, w = pick(regime, seed)
+                val, test = (held_out or {}).get(regime, (splits.val, splits.test))
+                config = TrainConfig(**{**vars(train_config), "seed": seed})
+                result = train_gnn(graphs, w, val, test, spec, splits.num_classes,
+                                   ModelConfig(model=model, num_layers=distilled.depth), config)
+                nbytes = distilled.nbytes if w is not None else graphs_nbytes(graphs, regime == "random_compact")
+                entry["runs"][key] = {"graphs": len(graphs), "bytes": nbytes, **{f"test_{k}": v for k, v in result.test.items()}}
+                save_state(state, [name])
+                print(f"  {name}{label} {key}: test ROC-AUC {result.test['roc_auc']:.3f}", flush=True)
+
+
 def run_dataset(name: str, splits, seeds: int, train_config: TrainConfig, state: dict) -> dict:
     entry = state["datasets"].setdefault(name, {"runs": {}})
     start = time.process_time()
@@ -122,29 +145,19 @@ def run_dataset(name: str, splits, seeds: int, train_config: TrainConfig, state:
     covered = covered_roots(distilled, splits.test)
     entry["covered_test_nodes"] = float(torch.cat(covered).float().mean())  # share of test nodes whose tree the set holds
     entry["uncovered_test_graphs"] = float(np.mean([not bool(c.any()) for c in covered]))
+
+    def pick(regime: str, seed: int):
+        if regime == "full":
+            return splits.train, None
+        if regime in ("mirage", "covered"):
+            return mirage_graphs, weights
+        if regime in ("random", "random_compact"):
+            return random_subset_of_bytes(splits.train, distilled.nbytes, seed, regime == "random_compact"), None
+        return k_center_subset_of_bytes(splits.train, distilled.nbytes, spec, seed), None
+
     spec = FeatureSpec.of(torch.cat([g.x for g in splits.all_graphs()]))
-    for model in MODELS:
-        for regime in REGIMES:
-            for seed in range(seeds):
-                key = f"{model}/{regime}/{seed}"
-                if key in entry["runs"]:
-                    continue
-                val, test = (covered_val, covered_test) if regime == "covered" else (splits.val, splits.test)
-                if regime == "full":
-                    graphs, w = splits.train, None
-                elif regime in ("mirage", "covered"):
-                    graphs, w = mirage_graphs, weights
-                elif regime in ("random", "random_compact"):
-                    compact = regime == "random_compact"
-                    graphs, w = random_subset_of_bytes(splits.train, distilled.nbytes, seed, compact), None
-                else:
-                    graphs, w = k_center_subset_of_bytes(splits.train, distilled.nbytes, spec, seed), None
-                config = TrainConfig(**{**vars(train_config), "seed": seed})
-                result = train_gnn(graphs, w, val, test, spec, splits.num_classes, ModelConfig(model=model, num_layers=distilled.depth), config)
-                nbytes = distilled.nbytes if w is not None else graphs_nbytes(graphs, regime == "random_compact")
-                entry["runs"][key] = {"graphs": len(graphs), "bytes": nbytes, **{f"test_{k}": v for k, v in result.test.items()}}
-                save_state(state, [name])
-                print(f"  {name} {key}: test ROC-AUC {result.test['roc_auc']:.3f}", flush=True)
+    train_regimes(entry, name, splits, spec, REGIMES, seeds, pick, distilled, train_config, state,
+                  held_out={"covered": (covered_val, covered_test)})
     return entry
 
 
@@ -159,24 +172,15 @@ def run_budget(name: str, splits, ratio: float, seeds: int, train_config: TrainC
     entry.update(patterns=distilled.num_patterns, min_support=distilled.meta["min_support"],
                  distilled_bytes=distilled.nbytes, compact_compression_ratio=distilled.compact_compression_ratio)
     mirage_graphs, weights = distilled.to_graphs()
+
+    def pick(regime: str, seed: int):
+        if regime == "mirage":
+            return mirage_graphs, weights
+        return random_subset_of_bytes(splits.train, distilled.nbytes, seed, compact=True), None
+
     spec = FeatureSpec.of(torch.cat([g.x for g in splits.all_graphs()]))
-    for model in MODELS:
-        for regime in BUDGET_REGIMES:
-            for seed in range(seeds):
-                key = f"{model}/{regime}/{seed}"
-                if key in entry["runs"]:
-                    continue
-                if regime == "mirage":
-                    graphs, w = mirage_graphs, weights
-                else:
-                    graphs, w = random_subset_of_bytes(splits.train, distilled.nbytes, seed, compact=True), None
-                config = TrainConfig(**{**vars(train_config), "seed": seed})
-                result = train_gnn(graphs, w, splits.val, splits.test, spec, splits.num_classes,
-                                   ModelConfig(model=model, num_layers=distilled.depth), config)
-                nbytes = distilled.nbytes if w is not None else graphs_nbytes(graphs, compact=True)
-                entry["runs"][key] = {"graphs": len(graphs), "bytes": nbytes, **{f"test_{k}": v for k, v in result.test.items()}}
-                save_state(state, [name])
-                print(f"  {name} >= {ratio:g}x compact {key}: test ROC-AUC {result.test['roc_auc']:.3f}", flush=True)
+    train_regimes(entry, name, splits, spec, BUDGET_REGIMES, seeds, pick, distilled, train_config, state,
+                  label=f" >= {ratio:g}x compact")
     entry["summary"] = {f"{model}/{regime}": mean_std([entry["runs"][f"{model}/{regime}/{s}"]["test_roc_auc"] for s in range(seeds)])
                         for model in MODELS for regime in BUDGET_REGIMES}
     return entry
