@@ -86,10 +86,18 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         raise missing.with_command(f"{parser.prog} {command}" if command else parser.prog) from err
 
 
+PATH_ERRORS = {
+    FileExistsError: "{path} is a file; a folder is needed there",
+    NotADirectoryError: "{path}: a part of this path is a file, not a folder",
+    IsADirectoryError: "{path} is a folder; a file path is needed",
+}
+
+
 def console(prog: str, main: Callable[[list[str] | None], int]) -> int:
-    """Console-script entry around ``main``: bad input (a missing file, a malformed value) is reported
-    as one ``error:`` line and exit code 2 rather than a traceback, and so is a missing optional
-    package (one line naming the extra to install). ``DISTILLKIT_DEBUG=1`` re-raises."""
+    """Console-script entry around ``main``: bad input (a missing file, a malformed value, an output path
+    that is a file where a folder goes or the reverse) is reported as one ``error:`` line and exit code 2
+    rather than a traceback, and so is a missing optional package (one line naming the extra to install);
+    Ctrl-C is one line and exit code 130. ``DISTILLKIT_DEBUG=1`` re-raises."""
     try:
         return main(None)
     except MissingExtraError as err:
@@ -103,3 +111,13 @@ def console(prog: str, main: Callable[[list[str] | None], int]) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as err:
+        # an output path the user gave that cannot be made: a file where a folder goes, or the reverse
+        if os.environ.get("DISTILLKIT_DEBUG") == "1":
+            raise
+        print(f"{prog}: error: {PATH_ERRORS[type(err)].format(path=err.filename)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # commands checkpoint as they go and atomic writes leave no half-written file: say how to go on
+        print(f"\n{prog}: interrupted (a command with --resume continues from its last checkpoint)", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it

@@ -105,6 +105,32 @@ def test_console_turns_a_missing_extra_in_a_command_into_one_line(tmp_path, monk
     assert err == "prog grp: needs the [graph] extra: pip install 'distillkit[graph]' (missing module rdkit)\n"
 
 
+@pytest.mark.parametrize("make,expected", [
+    (lambda p: (p / "afile").mkdir(parents=True), "{d}/afile is a file; a folder is needed there"),
+    (lambda p: (p / "afile" / "x.json").write_text("{}"), "{d}/afile/x.json: a part of this path is a file, not a folder"),
+    (lambda p: open(p, "w"), "{d} is a folder; a file path is needed"),
+])
+def test_console_turns_an_output_path_of_the_wrong_kind_into_one_line(tmp_path, monkeypatch, capsys, make, expected):
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.delenv("DISTILLKIT_DEBUG", raising=False)
+
+    def main(argv=None):
+        make(tmp_path)
+        return 0
+
+    assert core_cli.console("prog", main) == 2
+    assert capsys.readouterr().err == f"prog: error: {expected.format(d=tmp_path)}\n"
+
+
+def test_console_reports_ctrl_c_in_one_line(monkeypatch, capsys):
+    def main(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("DISTILLKIT_DEBUG", raising=False)
+    assert core_cli.console("prog", main) == 130
+    assert capsys.readouterr().err.strip() == "prog: interrupted (a command with --resume continues from its last checkpoint)"
+
+
 def test_missing_open3d_breaks_only_the_points_commands(tmp_path):
     """One fresh interpreter without open3d (so no module imported it earlier): `--help` of train and of
     points simulate work, `points simulate` prints the one line, exits 2 and writes nothing."""
