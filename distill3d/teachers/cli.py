@@ -52,7 +52,7 @@ def cmd_list(args) -> int:
     from . import available_teachers
 
     for entry in available_teachers():
-        own = " [needs --checkpoint]" if entry.needs_checkpoint else ""
+        own = " [needs your weights: train --teacher-checkpoint, teachers extract --checkpoint]" if entry.needs_checkpoint else ""
         print(f"{entry.name:32s} {entry.description}{own}")
     return 0
 

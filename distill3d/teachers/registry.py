@@ -48,7 +48,8 @@ def build_teacher(name: str, **kwargs) -> Teacher:
     entry = _REGISTRY[name]
     if entry.needs_checkpoint and kwargs.get("checkpoint") is None and kwargs.get("config") is None:
         raise ValueError(
-            f"teacher {name!r} loads your own weights: pass checkpoint=PATH (CLI: --checkpoint PATH)")
+            f"teacher {name!r} loads your own weights: pass checkpoint=PATH (CLI: `train --teacher-checkpoint PATH`, "
+            "`teachers extract --checkpoint PATH`)")
     teacher = entry.factory(**kwargs)
     teacher.name = name
     return teacher

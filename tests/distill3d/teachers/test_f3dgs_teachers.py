@@ -135,3 +135,19 @@ def test_clip_adapter_dense_features_and_text():
 def test_bad_images_are_rejected(teachers, image, message):
     with pytest.raises(ValueError, match=message):
         teachers["xfeat"](image)
+
+
+def test_a_teacher_without_weights_names_flags_the_commands_have():
+    """The advice in the error names options that `train` and `teachers extract` really take."""
+    import re
+    import subprocess
+    import sys
+
+    with pytest.raises(ValueError, match="loads your own weights") as info:
+        build_teacher("sam")
+    advice = dict(re.findall(r"`(train|teachers extract) (--[\w-]+) PATH`", str(info.value)))
+    assert set(advice) == {"train", "teachers extract"}
+    for command, flag in advice.items():
+        usage = subprocess.run([sys.executable, "-m", "distill3d.cli", *command.split(), "--help"],
+                               capture_output=True, text=True, check=True).stdout
+        assert re.search(rf"{flag}\b(?!-)", usage), (command, flag)
