@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sys
 from typing import Literal
 
 import numpy as np
@@ -111,6 +112,12 @@ def cmd_render(args) -> int:
     apply_run_options(args)
     cfg = config_from_args(RenderConfig, args)
     field = FeatureField.load(args.field).to(cfg.device)
+    if not field.gaussians.has_trained_features and cfg.what != "rgb":
+        if cfg.what == "pca":
+            raise ValueError(f"{args.field} carries no trained features (all zero: a plain 3DGS field?); "
+                             "--what rgb renders its colours")
+        print(f"{args.field} carries no trained features: rendering RGB only", file=sys.stderr)
+        cfg.what = "rgb"
     scene = load_scene(args.scene, cfg.split).downsample(cfg.downsample)
     background = render_background(cfg.background, args.field, scene.background).to(cfg.device)
     viewmats, Ks = scene.viewmats.to(cfg.device), scene.Ks.to(cfg.device)

@@ -80,7 +80,7 @@ def _load(args):
     from distill3d.fields.field import FeatureField
 
     field = FeatureField.load(args.field)
-    if not bool(field.gaussians.features.detach().ne(0).any()):  # `train --plain` writes one zero column
+    if not field.gaussians.has_trained_features:
         raise ValueError(f"{args.field} carries no trained features (all zero: a plain 3DGS field?); "
                          "queries need a field trained with a teacher")
     if hasattr(args, "threshold"):  # fail before rendering anything

@@ -288,6 +288,23 @@ def test_query_needs_trained_features_and_a_text_teacher(tmp_path):
         text_query(build_teacher("efficientnet-lite0"), ["a chair"])
 
 
+def test_render_of_a_plain_field_refuses_pca_and_renders_rgb_for_both(tmp_path, capsys):
+    from distill3d.cli import main
+    from distill3d.fields.field import FeatureField
+    from distill3d.gaussians import GaussianInitConfig, Gaussians
+
+    plain = FeatureField(Gaussians.from_points(torch.rand(20, 3), None, GaussianInitConfig(sh_degree=0, feature_dim=1)), 1)
+    path = plain.save(tmp_path / "point_cloud.ply")
+    scene = str(_small_scene(tmp_path / "mini", train=2, test=2))
+    with pytest.raises(ValueError, match="carries no trained features .*--what rgb"):
+        main(["render", str(path), "--scene", scene, "--split", "test", "--what", "pca", "--out", str(tmp_path / "pca")])
+    assert not (tmp_path / "pca").exists()
+    assert main(["render", str(path), "--scene", scene, "--split", "test", "--out", str(tmp_path / "both")]) == 0
+    assert "rendering RGB only" in capsys.readouterr().err
+    images = sorted((tmp_path / "both").iterdir())
+    assert images and all(p.name.endswith("_rgb.png") for p in images)
+
+
 def test_render_size_guard(monkeypatch):
     from distill3d.render import rasterize
     from distill3d.render.validation import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
