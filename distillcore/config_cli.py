@@ -40,7 +40,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from distillcore.serialization import write_json_atomic
+from distillcore.serialization import read_json_object, write_json_atomic
 
 _DEST = "cfg."  # argparse dest prefix of generated flags: "cfg.loss.feature_weight"
 _SECTIONS = "_config_sections"
@@ -302,16 +302,7 @@ def explicit_overrides(args: argparse.Namespace) -> dict:
 
 def read_config_file(path: str | os.PathLike) -> dict:
     """A JSON config file as a dict (JSON only: nothing in it is executed)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, what="config file")
 
 
 def merge(base: dict, update: dict) -> dict:

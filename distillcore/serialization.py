@@ -156,6 +156,27 @@ def write_json_atomic(path: PathLike, obj: Any, *, indent: int | None = 2) -> Pa
     return write_text_atomic(path, to_json(obj, indent=indent) + "\n")
 
 
+def read_json_object(path: PathLike, *, what: str = "file") -> dict:
+    """The JSON object in ``path`` (a file a user may have written by hand).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not UTF-8 JSON, or JSON that is not an object; the message names ``what`` and the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not valid JSON (not UTF-8 text)") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 # torch names the Python object a refused file asks for as "GLOBAL module.name" ("Unsupported class
 # module.name" before torch 2.4)
 _GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) ([\w.]+)")
@@ -247,4 +268,4 @@ def _detail(err: BaseException) -> str:
 
 
 __all__ = ["atomic_write", "save_atomic", "write_bytes_atomic", "write_text_atomic", "json_safe",
-           "write_json_atomic", "to_json", "load_state", "load_arrays", "describe_error"]
+           "write_json_atomic", "to_json", "read_json_object", "load_state", "load_arrays", "describe_error"]

@@ -11,14 +11,13 @@ plus ``scene.json`` (object names, environment maps) beside the transforms files
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from distillcore.serialization import load_arrays
+from distillcore.serialization import load_arrays, read_json_object
 from distill3d.data.cameras import opengl_to_viewmat
 from distill3d.data.colorspace import srgb_to_linear
 from distill3d.data.environment import check_environment
@@ -139,7 +138,7 @@ def load_blender(
         found = sorted(p.name for p in root.glob("transforms_*.json")) if root.is_dir() else []
         raise FileNotFoundError(f"no {path.name} in {root} (found: {found or 'none'}); a Blender scene needs "
                                 "camera poses in transforms_<split>.json")
-    meta = json.loads(path.read_text())
+    meta = read_json_object(path, what="camera file")
     frames = meta.get("frames") or []
     if len(frames) < min_views:
         raise ValueError(f"{path}: {len(frames)} frame(s); a multi-view scene needs at least {min_views}")
@@ -188,7 +187,7 @@ def _scene_metadata(root: Path) -> dict:
     path = root / "scene.json"
     if not path.is_file():
         return {}
-    meta = json.loads(path.read_text())
+    meta = read_json_object(path, what="scene description")
     out: dict = {}
     if "objects" in meta:
         out["object_names"] = [obj["name"] for obj in sorted(meta["objects"], key=lambda o: o["id"])]

@@ -13,7 +13,6 @@ recorded in its ``run.json``. Nothing is unpickled: checkpoints are read by
 """
 from __future__ import annotations
 
-import json
 import pathlib
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from torch import Tensor
 from distill3d.data import Scene, load_scene
 from distill3d.fields.field import FeatureField
 from distill3d.gaussians import Gaussians
+from distillcore.serialization import read_json_object
 
 RUN_INFO = "run.json"
 
@@ -55,22 +55,13 @@ def _run_info(folder: pathlib.Path) -> dict:
     path = folder / RUN_INFO
     if not path.is_file():
         return {}
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    return info if isinstance(info, dict) else {}
-
-
-def _has_trained_features(gaussians: Gaussians) -> bool:
-    """`train --plain` writes a one-wide all-zero feature column: that is no feature field."""
-    return gaussians.features is not None and bool(gaussians.features.detach().ne(0).any())
+    return read_json_object(path, what="run record")
 
 
 def _field_source(path: pathlib.Path, notes: list[str]) -> tuple[Gaussians, FeatureField | None]:
     if path.suffix.lower() == ".ply":
         gaussians = Gaussians.load_ply(path)
-        if not _has_trained_features(gaussians):
+        if not gaussians.has_trained_features:
             notes.append(f"{path.name} carries no trained features: RGB and depth only")
             return gaussians, None
         field = FeatureField.load(path)
@@ -78,7 +69,7 @@ def _field_source(path: pathlib.Path, notes: list[str]) -> tuple[Gaussians, Feat
     from distill3d.fields.trainer import field_from_checkpoint
 
     field, _ = field_from_checkpoint(path)
-    if not _has_trained_features(field.gaussians):
+    if not field.gaussians.has_trained_features:
         notes.append(f"{path.name} carries no trained features: RGB and depth only")
         return field.gaussians, None
     return field.gaussians, field

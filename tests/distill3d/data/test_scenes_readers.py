@@ -143,6 +143,10 @@ def test_bad_blender_input(scene_copy, tmp_path_factory):
     path.write_text(json.dumps(bad_pose))
     with pytest.raises(ValueError, match="4 x 4"):
         load_blender(root)
+    for text, problem in (('{"frames": [\n', "is not valid JSON"), ("[]", "must hold a JSON object")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"camera file {path} {problem}"):
+            load_blender(root)
     images_only = tmp_path_factory.mktemp("images_only")
     shutil.copytree(root / "train", images_only / "images")
     with pytest.raises(FileNotFoundError, match="without camera poses"):
