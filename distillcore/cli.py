@@ -17,7 +17,15 @@ from typing import Callable
 from distillcore.extras import MissingExtraError, missing_extra_for
 
 
-class _LazyGroupParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument error is one line naming where help is (argparse prints the whole usage first, 30-100
+    lines for commands generated from config dataclasses). Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _LazyGroupParser(OneLineErrorParser):
     """Stands in for a command group's parser in ``prog``'s sub-command table: the top-level help lists
     the group from its one-line help, and parsing the group's arguments imports the group module and
     hands them to the real parser it registers."""
@@ -46,7 +54,7 @@ class _LazyGroupParser(argparse.ArgumentParser):
                                  f"(module {self._group_module} not found)\n")
                 raise
             # registered under a throw-away parent named like the real one, so usage lines read "prog name"
-            subparsers = argparse.ArgumentParser(prog=prog, add_help=False).add_subparsers()
+            subparsers = OneLineErrorParser(prog=prog, add_help=False).add_subparsers()
             module.add_parser(subparsers, name, self._group_help)
             self._real = subparsers.choices[name]
         return self._real
@@ -58,7 +66,7 @@ class _LazyGroupParser(argparse.ArgumentParser):
 def build_parser(prog: str, groups: list[tuple[str, str, str]], description: str) -> argparse.ArgumentParser:
     """The ``prog`` parser with one sub-command per ``(name, module, one-line help)`` group; a group's
     module is imported only when that command is parsed."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineErrorParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_LazyGroupParser)
     for name, module, help_text in groups:
         sub.add_parser(name, help=help_text, group_module=module, group_help=help_text)

@@ -427,3 +427,19 @@ def test_field_trainer_writes_tensorboard_scalars_when_available(tmp_path, monke
     writer = ScalarWriter(tmp_path / "none")
     writer.add_scalars({"x": 1.0}, 0)
     assert not writer.active and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "default", "--steps", "abc"], "distill3d train: error: argument --steps: invalid int value: 'abc' "
+                                             "(see distill3d train --help)"),
+    (["points", "distill", "--method", "nosuch"], "distill3d points distill: error: argument --method: invalid choice"),
+    (["nosuch"], "distill3d: error: argument COMMAND: invalid choice"),
+])
+def test_an_argument_error_is_one_line(argv, expected, capsys):
+    from distill3d.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(expected), err
