@@ -177,11 +177,25 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     return {prefix: value}
 
 
+def _input_names(fingerprint: dict) -> set[str]:
+    """The kinds of input a fingerprint records (``scene``, ``teacher``, ``config.lr``, ...): the same for two
+    runs of one command, largely different for runs of two commands."""
+    config = fingerprint.get("config")
+    return ({k for k in fingerprint if k not in ("version", "config")}
+            | ({f"config.{k}" for k in config} if isinstance(config, dict) else set()))
+
+
 def describe_mismatch(stored: dict, current: dict, ignore: Iterable[str] = ()) -> str | None:
     """None when two fingerprints agree, else a phrase naming the first difference, to follow
     "<checkpoint> " in a message, e.g. ``was trained on scene /a (content hash 1a2b3c4d5e6f) but the
-    scene given is /b (3c4d5e6f7a8b)``. Keys in ``ignore`` (dotted, e.g. ``config.steps``) are skipped."""
+    scene given is /b (3c4d5e6f7a8b)``; fingerprints that share fewer than half of their kinds of input
+    (:func:`_input_names`) are runs of two commands, and the phrase says so. Keys in ``ignore`` (dotted,
+    e.g. ``config.steps``) are skipped."""
     ignore = set(ignore)
+    names_s, names_c = _input_names(stored), _input_names(current)
+    if len(names_s & names_c) < len(names_s | names_c) / 2:
+        return (f"holds the run of another command (its inputs: {', '.join(sorted(names_s)) or 'none'}; this "
+                f"command's: {', '.join(sorted(names_c)) or 'none'})")
     s_scene, c_scene = stored.get("scene"), current.get("scene")
     if (s_scene or c_scene) and (s_scene or {}).get("content") != (c_scene or {}).get("content"):
         def show(scene):
@@ -429,7 +443,7 @@ class RunDirectory:
                            "cannot be checked against this one: use --overwrite or another --out")
         problem = describe_mismatch(stored, self.fingerprint, self.resume_ignore)
         if problem:
-            marker = self.out / self.markers[0] if self.markers else self.out
+            marker = next((self.out / m for m in self.markers if (self.out / m).exists()), self.out)
             raise RunError(f"{marker} {problem}; use another --out or --overwrite")
         self.resumed = True
 

@@ -79,6 +79,11 @@ def test_fingerprint_differences_are_named(scene, tmp_path):
     assert "config.steps" in describe_mismatch(a, longer)
     assert describe_mismatch(a, longer, ignore=("config.steps",)) is None
     assert "teacher" in describe_mismatch(a, run_fingerprint(scene=scene, config=config, teacher="u"))
+    # another command's run (a graph student's inputs against a field's): said as such, not as one field
+    graph = run_fingerprint(config={"hidden": 64, "lr": 0.01, "codebook": {"size": 512}}, dataset="karate", setting="tran")
+    assert describe_mismatch(a, graph) == (
+        "holds the run of another command (its inputs: config.loss, config.steps, scene, teacher; this command's: "
+        "config.codebook, config.hidden, config.lr, dataset, setting)")
     # the cache key ignores where the scene lies, not what it holds
     moved = run_fingerprint(scene=shutil.copytree(scene, tmp_path / "moved"), config=config, teacher="t")
     assert fingerprint_key(moved) == fingerprint_key(a) != fingerprint_key(b)
@@ -105,6 +110,9 @@ def test_existing_run_needs_resume_or_overwrite(scene, tmp_path):
     other = run_fingerprint(scene=scene, config={"steps": 3, "lr": 0.1})
     with pytest.raises(RunError, match=r"checkpoint.pt was trained with config.lr=.*use another --out or --overwrite"):
         RunDirectory(out, fingerprint=other, resume=True).__enter__()
+    # the message names a file that is there (another command's first marker may not be)
+    with pytest.raises(RunError, match=r"run/checkpoint.pt was trained with config.lr="):
+        RunDirectory(out, fingerprint=other, resume=True, markers=("student.pt", "checkpoint.pt")).__enter__()
     with RunDirectory(out, fingerprint=other, overwrite=True, outputs=("result.txt",)) as run:
         assert run.existing and not run.resumed
         assert not (out / "checkpoint.pt").exists() and not (out / "result.txt").exists()
