@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from distillcore.serialization import write_json_atomic
+from graphdistill.data.node import SPLIT_PER_CLASS
 from graphdistill.datasets import SBMConfig, load_node_dataset, sbm_graph
 from graphdistill.vqgraph import (DistillConfig, MLPStudent, SplitConfig, VQGNNTeacher, VQGraphConfig,
                                  run_experiment)
@@ -37,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "vqgraph.json"
 # sbm is the default SBMConfig graph (10k nodes, 10 blocks, homophily 0.8, noisy 32-d features).
 DATASET_CONFIGS = {
     "digits": VQGraphConfig(),
-    "karate": VQGraphConfig(split=SplitConfig(train_per_class=1, val_per_class=1)),
+    "karate": VQGraphConfig(split=SplitConfig(**SPLIT_PER_CLASS["karate"])),
     "sbm": VQGraphConfig(),
     # GLNN's / VQGraph's lamb = 0: with the CE term on the per-class labels the students learn a uniform
     # class prior and stop at 65 % whatever the teacher (docs of DistillConfig)

@@ -672,7 +672,8 @@ def load_graph_dataset(name: str, root: str | Path | None = None, config: SplitC
         return load_nci_tpsa(config)
     if key.startswith("ogbg-") or key.startswith("tu:"):
         if root is None:
-            raise ValueError(f"data set {name!r} is read from local files: pass root=<folder holding it>")
+            raise ValueError(f"data set {name!r} is read from local files: pass --root <folder holding it> "
+                             "(Python: root=<folder>)")
         if key.startswith("ogbg-"):
             return load_ogb_graph_property(root, key)
         return load_tu_dataset(root, name[3:], config)

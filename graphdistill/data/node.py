@@ -7,7 +7,8 @@ they are missing: nothing is downloaded at run time.
 
 Offline sets:
   * ``digits``: scikit-learn's 8x8 handwritten digits as a 10-NN graph (1797 nodes, 64-d, 10 classes).
-  * ``karate``: Zachary's karate club as shipped inside PyG (34 nodes, 4 classes).
+  * ``karate``: Zachary's karate club as shipped inside PyG (34 nodes, 4 classes); its random split takes
+    1 + 1 nodes per class (``SPLIT_PER_CLASS``).
   * ``sbm``: a stochastic block model with class-conditional Gaussian features, any size.
   * ``atoms``: the atoms of 500 NCI molecules, labelled by the ring system they sit in; features describe
     the atom alone, so the label needs the graph (``graphdistill/data/atoms.py``).
@@ -354,6 +355,10 @@ def load_ogbn_arxiv(root: str | os.PathLike) -> Data:
 
 
 NODE_DATASETS = ("digits", "karate", "sbm", "atoms", "cora", "citeseer", "pubmed", "computers", "photo", "ogbn-arxiv")
+# (train, val) nodes per class of the random split for built-in sets whose classes are too small for
+# SplitConfig's 20 + 30. Karate (classes of 13 / 12 / 4 / 5 nodes) is labelled with one node per class, as
+# PyG's KarateClub documents after Kipf & Welling; one more per class validates, the rest (26 nodes) is test.
+SPLIT_PER_CLASS = {"karate": {"train_per_class": 1, "val_per_class": 1}}
 
 
 def load_node_dataset(name: str, root: str | os.PathLike | None = None, *, seed: int = 0,
@@ -377,7 +382,8 @@ def load_node_dataset(name: str, root: str | os.PathLike | None = None, *, seed:
     if key not in NODE_DATASETS:
         raise ValueError(f"unknown node data set {name!r}; choose one of {NODE_DATASETS}")
     if root is None:
-        raise ValueError(f"data set {name!r} is read from local files: pass root=<folder with its files>")
+        raise ValueError(f"data set {name!r} is read from local files: pass --root <folder with its files> "
+                         "(Python: root=<folder>)")
     if key in ("cora", "citeseer", "pubmed"):
         return load_planetoid(root, key)
     if key in ("computers", "photo"):
@@ -388,6 +394,7 @@ def load_node_dataset(name: str, root: str | os.PathLike | None = None, *, seed:
 __all__ = [
     "NODE_DATASETS",
     "SBMConfig",
+    "SPLIT_PER_CLASS",
     "as_node_graph",
     "load_node_graph_file",
     "count_isolated",

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Literal
 
 from distillcore.config_cli import (DistOptions, add_config_arguments, add_config_file_arguments, add_dist_options,
-                                    add_run_options, apply_run_options, config_from_args, save_resolved_config,
-                                    to_dict)
+                                    add_run_options, apply_run_options, config_from_args, explicit_overrides, merge,
+                                    read_config_file, save_resolved_config, to_dict)
 from distillcore.serialization import write_json_atomic
 from distillcore.tracking import ScalarWriter
-from graphdistill.vqgraph.config import VQGraphConfig
+from graphdistill.vqgraph.config import SplitConfig, VQGraphConfig
 
 # short flags kept from earlier releases
 VQGRAPH_ALIASES = {"teacher.architecture": "--teacher", "teacher.codebook_size": "--codebook-size",
@@ -25,7 +25,8 @@ VQGRAPH_ALIASES = {"teacher.architecture": "--teacher", "teacher.codebook_size":
 @dataclasses.dataclass
 class VQGraphTrainCommand:
     """`graphdistill vqgraph train` options outside the VQGraph config."""
-    # digits, karate or sbm (offline), or cora/citeseer/pubmed/computers/photo/ogbn-arxiv (needs --root)
+    # digits, karate or sbm (offline), or cora/citeseer/pubmed/computers/photo/ogbn-arxiv (needs --root);
+    # karate's split defaults to 1 train + 1 val node per class (its smallest class has 4 nodes)
     dataset: str = "digits"
     root: str | None = None  # folder holding the public data set's files (nothing is downloaded)
     # your own graph instead of --dataset: a torch.save file of a dict of tensors {x, edge_index, y[, train_mask,
@@ -72,6 +73,8 @@ def _train(args) -> int:
         setattr(args, f.name, getattr(command, f.name))
     args.no_progress, args.command_config = not run_options.progress, command
     config = config_from_args(VQGraphConfig, args)
+    if args.graph is None:
+        config.split = _dataset_split(args, config.split)
     ranks = config_from_args(DistOptions, args)
     args.nproc, args.dist_timeout = ranks.nproc, ranks.dist_timeout
     if ranks.nproc > 1 and not config.minibatch.enabled:
@@ -82,6 +85,20 @@ def _train(args) -> int:
             print(f"{args.out}: already complete (nothing to do)")
             return 0
         return _train_run(args, config, students, run)
+
+
+def _dataset_split(args, split: SplitConfig) -> SplitConfig:
+    """``split`` with the built-in data set's own per-class counts (``graphdistill.data.node.SPLIT_PER_CLASS``)
+    for each count the user left unset, by flag or in the --config file: SplitConfig's 20 + 30 labels per class
+    do not fit karate's 4-node class."""
+    from graphdistill.data.node import SPLIT_PER_CLASS
+
+    sizes = SPLIT_PER_CLASS.get(args.dataset.lower())
+    if sizes is None or split.train_fraction is not None:
+        return split
+    given = merge(read_config_file(args.config) if args.config else {}, explicit_overrides(args)).get("split", {})
+    unset = {key: size for key, size in sizes.items() if key not in given}
+    return dataclasses.replace(split, **unset)
 
 
 def _run_folder(args, config: VQGraphConfig, students: tuple[str, ...]):
@@ -137,8 +154,10 @@ def _train_run(args, config: VQGraphConfig, students: tuple[str, ...], run) -> i
 
 
 def _export(args) -> int:
+    from distillcore.runs import check_output_is_not_input
     from graphdistill.vqgraph.student import MLPStudent
 
+    check_output_is_not_input(args.out, args.student)
     MLPStudent.load(args.student).export_torchscript(args.out)
     print(f"wrote {args.out}")
     return 0

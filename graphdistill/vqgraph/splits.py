@@ -38,8 +38,15 @@ def random_class_split(y: Tensor, num_classes: int, config: SplitConfig, generat
                        ) -> tuple[Tensor, Tensor, Tensor]:
     """``train_per_class`` and ``val_per_class`` random nodes of each class (or the shares
     ``train_fraction`` / ``val_fraction`` of it, at least one node each); the rest is test.
-    Classes without nodes are skipped."""
+    Classes without nodes are skipped.
+
+    Raises:
+        ValueError: a class cannot keep a test node; the message names the flag to lower and the largest
+            value that fits.
+    """
     check_tensor(y, "y", ndim=1, dtype=torch.long)
+    if config.train_fraction is None:
+        _check_counts_fit(torch.bincount(y, minlength=num_classes), config.train_per_class, config.val_per_class)
     train, val, test = [], [], []
     for c in range(num_classes):
         members = (y == c).nonzero().view(-1)
@@ -48,18 +55,46 @@ def random_class_split(y: Tensor, num_classes: int, config: SplitConfig, generat
         if config.train_fraction is not None:
             num_train = max(1, round(config.train_fraction * members.numel()))
             num_val = max(1, round(config.val_fraction * members.numel()))
-            what = "train_fraction and val_fraction leave no test node"
+            if members.numel() <= num_train + num_val:
+                raise ValueError(f"class {c} has {members.numel()} nodes: --train-fraction {config.train_fraction} and "
+                                 f"--val-fraction {config.val_fraction} (at least one node each) leave no test node; "
+                                 "lower them (split.train_fraction, split.val_fraction)")
         else:
             num_train, num_val = config.train_per_class, config.val_per_class
-            what = f"fewer than train_per_class + val_per_class + 1 = {num_train + num_val + 1}"
         need = num_train + num_val
-        if members.numel() <= need:
-            raise ValueError(f"class {c} has {members.numel()} nodes, {what}; lower the split sizes")
         members = members[torch.randperm(members.numel(), generator=generator)]
         train.append(members[:num_train])
         val.append(members[num_train:need])
         test.append(members[need:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values, torch.cat(test).sort().values
+
+
+def _check_counts_fit(class_sizes: Tensor, num_train: int, num_val: int) -> None:
+    """Raises unless every non-empty class gives ``num_train + num_val`` nodes and keeps one for test, i.e.
+    ``num_train + num_val <= n_min - 1`` for the smallest class of ``n_min`` nodes. The message names the
+    flag (and config key) to lower and the largest value that fits, for users of the CLI and of the API."""
+    present = (class_sizes > 0).nonzero().view(-1)
+    smallest = int(present[class_sizes[present].argmin()])
+    size = int(class_sizes[smallest])
+    room = size - 1  # nodes of the smallest class left for train + val after its one test node
+    if num_train + num_val <= room:
+        return
+    problem = (f"class {smallest} has {size} nodes, fewer than --train-per-class + --val-per-class + 1 = "
+               f"{num_train + num_val + 1} (one node stays for test)")
+    if room < 2:
+        raise ValueError(f"class {smallest} has {size} nodes: a random per-class split needs at least 3 (one "
+                         "train, one validation, one test node); give the graph its own train / val / test masks")
+    lower_one = [f"{flag} ({key}) to {room - other}"
+                 for flag, key, other in (("--train-per-class", "split.train_per_class", num_val),
+                                          ("--val-per-class", "split.val_per_class", num_train))
+                 if room - other >= 1]
+    if lower_one:
+        raise ValueError(f"{problem}; lower {' or '.join(lower_one)}")
+    # neither alone fits: keep the asked train : val ratio within the room
+    train = min(room - 1, max(1, round(room * num_train / (num_train + num_val))))
+    raise ValueError(f"{problem}; lower --train-per-class + --val-per-class to at most {room}, e.g. "
+                     f"--train-per-class {train} --val-per-class {room - train} (split.train_per_class, "
+                     "split.val_per_class)")
 
 
 def make_split(data: Data, setting: str, config: SplitConfig, seed: int, *, public: bool | None = False) -> NodeSplit:

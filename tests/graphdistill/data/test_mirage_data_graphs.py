@@ -79,7 +79,7 @@ def test_missing_local_files_fail_clearly(tmp_path):
         load_ogb_graph_property(tmp_path, "ogbg-molhiv")
     with pytest.raises(FileNotFoundError, match="TU data set 'MUTAG' not found"):
         load_tu_dataset(tmp_path, "MUTAG")
-    with pytest.raises(ValueError, match="pass root="):
+    with pytest.raises(ValueError, match=r"pass --root <folder holding it> \(Python: root=<folder>\)"):
         load_graph_dataset("ogbg-molhiv")
     with pytest.raises(ValueError, match="unknown data set"):
         load_graph_dataset("cora")
