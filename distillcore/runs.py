@@ -429,7 +429,8 @@ class RunDirectory:
         state = (self.previous or {}).get("status", "partial")
         if self.overwrite:
             self._remove_outputs()
-            log.info("%s: replacing the %s run found there (--overwrite)", self.label, state)
+            log.info("%s: replacing the %s found there (--overwrite)", self.label,
+                     f"{state} run" if self.record_info else "files")
             return
         if not self.record_info:
             raise RunError(f"{self.label} already exists: pass --overwrite to replace it, or choose another --out")

@@ -154,7 +154,7 @@ def build_fixtures(work: pathlib.Path, log) -> dict[str, str | None]:
     step("plain", ["distill3d", "train", "{W}/scene", "--plain", "--out", "{W}/plain", *train_small])
     step("field", ["distill3d", "train", "{W}/scene", "--teacher", "efficientnet-lite0", "--out", "{W}/field",
                    "--cache", "{W}/cache", *train_small])
-    step("kitti", ["distill3d", "points", "simulate", "--out", "{W}/kitti", "--train", "4", "--val", "2"])
+    step("kitti", ["distill3d", "points", "simulate", "--out", "{W}/kitti", "--train", "4", "--val", "2", "--overwrite"])
     step("detector", ["distill3d", "points", "train", "--data", "{W}/kitti", "--steps", "1", "--batch-size", "2",
                       "--width", "0.25", "--out", "{W}/det.pt"])
     (work / "vq.json").write_text(json.dumps({"teacher_train": {"epochs": 2, "patience": 2},

@@ -28,11 +28,12 @@ from distillcore import dist
 from distillcore.checks import check_range
 from distillcore.config_cli import (DistOptions, add_config_arguments, add_config_file_arguments, add_dist_options,
                                     add_run_options, apply_run_options, config_from_args, save_resolved_config, to_dict)
-from distillcore.runs import DATASET_HASH, RunDirectory, check_output_is_not_input, run_fingerprint
+from distillcore.runs import (DATASET_HASH, RunDirectory, RunError, check_output_is_not_input, check_writable,
+                              run_fingerprint)
 from distillcore.serialization import write_json_atomic
 
 from distill3d.points.distill import DistillConfig
-from distill3d.points.kitti import KittiDataset, write_kitti_dataset
+from distill3d.points.kitti import LAYOUT_FOLDERS, KittiDataset, write_kitti_dataset
 from distill3d.points.simulate import SimulationConfig, simulate_dataset
 from distill3d.points.train import TrainConfig, build_detector, evaluate_detector, load_checkpoint, train_detector
 
@@ -45,6 +46,7 @@ class SimulateCommand:
     train: int = 160  # training scans (split 'train')
     val: int = 40  # validation scans (split 'val')
     seed: int = 0  # random seed (val uses seed + 1)
+    overwrite: bool = False  # replace a data set already in OUT (its training/, testing/, ImageSets/; else this fails)
     sim: SimulationConfig = dataclasses.field(default_factory=SimulationConfig)  # scene layout and LiDAR
 
     def __post_init__(self):
@@ -128,8 +130,22 @@ def _dataset(args) -> KittiDataset:
                         allow_missing_calib=getattr(args, "allow_missing_calib", False))
 
 
-def _load(args) -> list:
-    return _dataset(args).scans()
+def _check_classes_labelled(dataset: KittiDataset) -> None:
+    """Every class of ``--classes`` must label at least one object of the split: a class that never
+    occurs trains nothing and scores NaN (ValueError: exit 2)."""
+    counts = dataset.label_counts()
+    missing = [c for c in dataset.class_names if not counts[c]]
+    if missing:
+        present = ", ".join(f"{name} ({n})" for name, n in sorted(counts.items())) or "none"
+        raise ValueError(f"--classes {' '.join(missing)}: no object of split {dataset.split!r} in {dataset.root} "
+                         f"is labelled {' or '.join(missing)} (label types there: {present})")
+
+
+def _check_not_overwriting_inputs(args, out: Path, what: str, *inputs: Path | None) -> None:
+    """``out`` (a file this command writes) is none of its input files, ``--config`` included."""
+    for source in (*inputs, getattr(args, "config", None)):
+        if source is not None:
+            check_output_is_not_input(out, source, what)
 
 
 def _check_ranks(args) -> None:
@@ -191,14 +207,17 @@ def _thresholds(classes: list[str], given: list[float] | None) -> tuple[float, .
 def cmd_simulate(args) -> int:
     run = apply_run_options(args)
     cfg = config_from_args(SimulateCommand, args)
-    for split, count, seed in (("train", cfg.train, cfg.seed), ("val", cfg.val, cfg.seed + 1)):
-        if count <= 0:
-            continue
-        scans = simulate_dataset(cfg.sim, count, seed, progress=run.progress)
-        for s in scans:
-            s.frame_id = f"{split}_{s.frame_id}"
-        write_kitti_dataset(args.out, scans, cfg.sim.class_names, split=split)
-        print(f"wrote {count} {split} scans to {args.out}")
+    # --out writable and locked, and a data set already there (its layout folders) refused, or removed
+    # whole with --overwrite so no scan of the old set outlives it; other files of the folder are kept
+    with RunDirectory(args.out, fingerprint={}, overwrite=cfg.overwrite, markers=LAYOUT_FOLDERS, record_info=False):
+        for split, count, seed in (("train", cfg.train, cfg.seed), ("val", cfg.val, cfg.seed + 1)):
+            if count <= 0:
+                continue
+            scans = simulate_dataset(cfg.sim, count, seed, progress=run.progress)
+            for s in scans:
+                s.frame_id = f"{split}_{s.frame_id}"
+            write_kitti_dataset(args.out, scans, cfg.sim.class_names, split=split)
+            print(f"wrote {count} {split} scans to {args.out}")
     return 0
 
 
@@ -237,6 +256,8 @@ def _secondary_torchrun_rank(args) -> bool:
 
 def cmd_train(args) -> int:
     _resolve(args, PointsTrainCommand)
+    _check_not_overwriting_inputs(args, args.out, "--out")
+    _check_classes_labelled(_dataset(args))
     _check_ranks(args)
     meta = {"class_names": tuple(args.classes), "iou_thresholds": _thresholds(args.classes, None)}
     if _secondary_torchrun_rank(args):
@@ -254,7 +275,8 @@ def cmd_train(args) -> int:
 
 def cmd_distill(args) -> int:
     _resolve(args, PointsDistillCommand)
-    check_output_is_not_input(args.out, args.teacher)
+    _check_not_overwriting_inputs(args, args.out, "--out", args.teacher)
+    _check_classes_labelled(_dataset(args))
     _check_ranks(args)
     if _secondary_torchrun_rank(args):
         _, state = load_checkpoint(args.teacher)
@@ -269,7 +291,9 @@ def cmd_distill(args) -> int:
 
 def _distill_job(args, state: dict, meta: dict) -> _RankJob:
     if tuple(state["meta"].get("class_names", ())) != tuple(args.classes):
-        raise SystemExit(f"the teacher was trained on classes {state['meta'].get('class_names')}, not {tuple(args.classes)}")
+        taught = tuple(state["meta"].get("class_names", ()))
+        raise ValueError(f"the teacher {args.teacher} was trained on classes {taught}, not --classes "
+                         f"{tuple(args.classes)}: distill with the teacher's classes")
     # method "none" trains the student alone (the teacher only fixes its family)
     teacher = None if args.method == "none" else Path(args.teacher)
     return _job(args, meta, model=state["family"], teacher=teacher, distill_config=args.distill_config)
@@ -287,15 +311,24 @@ def _distill(args, run: RunDirectory) -> int:
 def cmd_eval(args) -> int:
     _resolve(args, PointsEvalCommand)
     thresholds = _thresholds(args.classes, list(args.iou) or None)  # bad thresholds fail before any loading
-    scans = _load(args)
+    if args.json is not None:  # a results file that cannot be written fails now, not after the evaluation
+        _check_not_overwriting_inputs(args, args.json, "--json", args.checkpoint)
+        if args.json.is_dir():
+            raise RunError(f"--json {args.json} is a folder: give the file to write")
+        check_writable(args.json.parent, "--json")
+    dataset = _dataset(args)
+    scans = dataset.scans()  # first: a missing or malformed file is named before the labels are counted
+    _check_classes_labelled(dataset)
     model, state = load_checkpoint(args.checkpoint)
+    taught = tuple(state["meta"].get("class_names", ()))
+    if taught and taught != tuple(args.classes):  # the heads' class order is the checkpoint's
+        raise ValueError(f"the checkpoint {args.checkpoint} was trained on classes {taught}, not --classes "
+                         f"{tuple(args.classes)}: evaluate with the checkpoint's classes")
     if args.difficulty == "kitti":
         from distill3d.points.kitti import with_kitti_annotations
         from distill3d.points.metrics import KittiDifficultyConfig, evaluate
         from distill3d.points.train import predict
 
-        dataset = KittiDataset(args.data, tuple(args.classes), split=args.split,
-                               allow_missing_calib=getattr(args, "allow_missing_calib", False))
         frames = with_kitti_annotations(dataset, predict(model, scans))
         results = evaluate(frames, tuple(args.classes), thresholds, KittiDifficultyConfig())
     else:
@@ -316,7 +349,8 @@ def add_parser(subparsers, name: str, help: str) -> None:
                        help="KITTI-layout folder (written by `simulate`, or real KITTI)")
 
     p = sub.add_parser("simulate", help="simulate LiDAR scenes and write them in KITTI layout")
-    p.add_argument("--out", type=Path, required=True, help="output folder (KITTI layout)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (KITTI layout; a data set already there is replaced only with --overwrite)")
     add_config_file_arguments(p)
     add_config_arguments(p, SimulateCommand, group_title="simulation config (SimulateCommand)")
     add_run_options(p)

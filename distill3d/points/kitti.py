@@ -10,6 +10,7 @@ the loader that reads simulated scenes reads a user's real KITTI folder unchange
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from distill3d.points.scan import POINT_DIM, Scan
 VELO_TO_CAM_AXES = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
 KITTI_P2 = np.array([[721.5377, 0.0, 609.5593, 44.85728], [0.0, 721.5377, 172.854, 0.2163791], [0.0, 0.0, 1.0, 0.002745884]])
 KITTI_IMAGE_SIZE = (1242, 375)  # width, height: clips the 2D boxes written to label_2
+LAYOUT_FOLDERS = ("training", "testing", "ImageSets")  # what a data set root holds of its own
 
 
 @dataclass
@@ -260,7 +262,7 @@ class KittiDataset:
 
     def __init__(self, root: str | Path, class_names: tuple[str, ...], split: str | None = None, subset: str = "training",
                  allow_missing_calib: bool = False):
-        self.root = Path(root)
+        self.root, self.split = Path(root), split
         self.allow_missing_calib = bool(allow_missing_calib)
         self.class_names = tuple(class_names)
         self.dir = self.root / subset
@@ -287,11 +289,7 @@ class KittiDataset:
         points = read_velodyne(self.dir / "velodyne" / f"{frame}.bin")
         calib_path = self.dir / "calib" / f"{frame}.txt"
         label_path = self.dir / "label_2" / f"{frame}.txt"
-        needed = [calib_path] + ([label_path] if self.dir.name == "training" else [])
-        missing = [str(path) for path in needed if not path.is_file()]
-        if missing and not self.allow_missing_calib:
-            raise FileNotFoundError(f"frame {frame}: {' and '.join(missing)} not found (pass --allow-missing-calib / "
-                                    "allow_missing_calib=True to use the default calibration and no labels)")
+        self._require(frame, [calib_path] + ([label_path] if self.dir.name == "training" else []))
         calib = read_calibration(calib_path) if calib_path.is_file() else Calibration()
         if label_path.is_file():
             boxes, labels, occlusion, _ = parse_label_lines(label_path.read_text(), self.class_names, calib, str(label_path))
@@ -299,8 +297,29 @@ class KittiDataset:
             boxes, labels, occlusion = np.zeros((0, 7), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
         return Scan(points, boxes, labels, occlusion, frame).validate()
 
+    def _require(self, frame: str, needed: list[Path]) -> None:
+        """A missing file of ``needed`` is an error naming it, unless ``allow_missing_calib``."""
+        missing = [str(path) for path in needed if not path.is_file()]
+        if missing and not self.allow_missing_calib:
+            raise FileNotFoundError(f"frame {frame}: {' and '.join(missing)} not found (pass --allow-missing-calib / "
+                                    "allow_missing_calib=True to use the default calibration and no labels)")
+
     def scans(self) -> list[Scan]:
         return [self[i] for i in range(len(self))]
+
+    def label_counts(self) -> Counter[str]:
+        """How many objects of each type the ``label_2`` files of this split's frames hold, whatever
+        ``class_names`` is (``DontCare`` regions left out), so a caller can tell a class the labels never
+        mention from one that is merely rare. A missing label file is an error naming it, or with
+        ``allow_missing_calib`` a frame without objects; ``testing`` frames have no labels."""
+        counts: Counter[str] = Counter()
+        for frame in self.frame_ids if self.dir.name == "training" else ():
+            path = self.dir / "label_2" / f"{frame}.txt"
+            self._require(frame, [path])
+            if path.is_file():
+                counts.update(parts[0] for parts in map(str.split, path.read_text().splitlines())
+                              if parts and parts[0] != "DontCare")
+        return counts
 
 
 def write_kitti_dataset(root: str | Path, scans: list[Scan], class_names: tuple[str, ...], split: str | None = None,
@@ -326,4 +345,5 @@ def write_kitti_dataset(root: str | Path, scans: list[Scan], class_names: tuple[
 __all__ = [
     "Calibration", "read_calibration", "write_calibration", "boxes_to_camera", "boxes_from_camera",
     "format_label_lines", "parse_label_lines", "parse_kitti_objects", "kitti_frame", "with_kitti_annotations", "evaluate_kitti_folders", "KITTI_NEIGHBORS", "read_velodyne", "write_velodyne", "KittiDataset", "write_kitti_dataset",
+    "LAYOUT_FOLDERS",
 ]
