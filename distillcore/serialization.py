@@ -206,6 +206,7 @@ def load_state(path: PathLike, *, what: str = "checkpoint", map_location: Any = 
     try:
         with warnings.catch_warnings():  # torch warns before refusing a raw pickle: the error says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = _GLOBAL.search(str(err))
@@ -218,6 +219,9 @@ def load_state(path: PathLike, *, what: str = "checkpoint", map_location: Any = 
         raise ValueError(f"{what} {path} cannot be read: permission denied") from None
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, ValueError, KeyError,
             IndexError, AttributeError, TypeError, OverflowError, MemoryError) as err:
+        if isinstance(err, RuntimeError) and "TorchScript archive" in str(err):
+            raise ValueError(f"{what} {path} is a TorchScript export (a compiled model for deployment), not a "
+                             f"{what}: give the file the export was made from") from None
         # what torch.load raises on a truncated archive or on bytes that are not a checkpoint
         raise ValueError(f"{what} {path} is truncated or corrupt ({describe_error(err)})") from None
 

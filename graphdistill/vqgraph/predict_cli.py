@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,9 @@ def read_features(path: Path) -> torch.Tensor:
         array = load_state(path, what="feature file")
     elif suffix == ".csv":
         try:
-            array = np.loadtxt(path, delimiter=",", ndmin=2)
+            with warnings.catch_warnings():  # an empty file: the emptiness check below says so in one line
+                warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+                array = np.loadtxt(path, delimiter=",", ndmin=2)
         except ValueError as err:  # numpy names the row and column of the first bad cell
             raise ValueError(f"feature file {path} holds values that are not numbers ({err}): "
                              f"{EXPECTED_FEATURES}") from None
@@ -72,6 +75,8 @@ def read_features(path: Path) -> torch.Tensor:
     if array.ndim != 2:
         raise ValueError(f"feature file {path} holds a {array.ndim}-D array of shape {list(array.shape)}: "
                          f"{EXPECTED_FEATURES}")
+    if array.size == 0:
+        raise ValueError(f"feature file {path} holds no values (shape {list(array.shape)}): {EXPECTED_FEATURES}")
     return torch.as_tensor(array).float()
 
 

@@ -100,6 +100,7 @@ def test_predict_writes_atomically(monkeypatch, capsys, student_file, tmp_path, 
     ("vector.pt", torch.zeros(5), "1-D"),
     ("complex.npy", np.zeros((5, 6), dtype=np.complex64), "complex64"),
     ("words.csv", "1,2,x\n3,4,5\n", "not numbers"),
+    ("empty.csv", "", "no values"),
 ])
 def test_predict_names_a_feature_file_that_is_not_a_numeric_matrix(monkeypatch, capsys, student_file, tmp_path,
                                                                      name, content, holds):

@@ -328,3 +328,15 @@ def test_load_state_names_each_failure(tmp_path, craft, marker):
     refused(lambda: load_state(path, what="decoder file"), path, marker,
             match=f"decoder file {path} {REFUSED}: it asks for the Python object (posix|os|nt).system")
     assert math.isfinite(load_state(save_atomic({"a": 1.5}, tmp_path / "ok.pt"))["a"])
+
+
+def test_a_torchscript_export_given_as_a_checkpoint_is_named_as_such(tmp_path, recwarn):
+    """TorchScript archives hold compiled code: torch.load(weights_only=True) refuses them, and the message
+    says what the file is instead of "truncated or corrupt", with no torch warning first."""
+    from distillcore.serialization import load_state
+
+    path = tmp_path / "student.ts"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
+    with pytest.raises(ValueError, match=r"checkpoint .*student.ts is a TorchScript export .*not a checkpoint"):
+        load_state(path)
+    assert not [w for w in recwarn if "TorchScript" in str(w.message)]
