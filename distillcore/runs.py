@@ -417,7 +417,8 @@ class RunDirectory:
                 self._lock.release()
 
     def _check_existing(self) -> None:
-        found = [name for name in (self.info_path.name, *self.markers) if (self.out / name).exists()]
+        own = (self.info_path.name,) if self.record_info else ()  # without a run record, only the outputs count
+        found = [name for name in (*own, *self.markers) if (self.out / name).exists()]
         self.existing = bool(found)
         if not found:
             return
@@ -449,7 +450,7 @@ class RunDirectory:
         self.resumed = True
 
     def _remove_outputs(self) -> None:
-        for name in (*self.outputs, self.info_path.name):
+        for name in (*self.outputs, *((self.info_path.name,) if self.record_info else ())):
             target = self.out / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
@@ -457,16 +458,20 @@ class RunDirectory:
                 target.unlink()
 
     def clean_temporary(self) -> list[Path]:
-        """Removes temporary files of interrupted atomic writes (of this run's file in file mode, of
-        the whole folder tree otherwise); returns what was removed. Only call while holding the lock."""
+        """Removes temporary files of interrupted atomic writes (of this run's file in file mode, of the
+        whole folder tree of a run folder, of the output folders only where there is no run record); returns
+        what was removed. Only call while holding the lock."""
         removed = []
         if self._file:
             own = Path(self._file)
             mine = re.compile(rf"^\.{re.escape(own.stem)}\.\d+-[0-9a-f]+\.tmp{re.escape(own.suffix)}$"
                               rf"|^\.?{re.escape(own.name)}\.tmp\d*$")
             candidates = [p for p in self.out.iterdir() if p.is_file() and mine.match(p.name)]
-        else:
+        elif self.record_info:
             candidates = [p for p in self.out.rglob("*") if p.is_file() and is_temporary(p.name)]
+        else:  # a folder of outputs among the user's own files (a data set): only inside the outputs
+            candidates = [p for name in self.outputs if (self.out / name).is_dir()
+                          for p in (self.out / name).rglob("*") if p.is_file() and is_temporary(p.name)]
         for path in candidates:
             try:
                 path.unlink()

@@ -240,3 +240,22 @@ def test_output_must_not_be_the_input(tmp_path):
     with pytest.raises(RunError, match="is the input file"):
         check_output_is_not_input(tmp_path / "link.ply", field)
     check_output_is_not_input(tmp_path / "edited.ply", field)
+
+
+def test_outputs_among_the_users_files_touch_only_the_outputs(tmp_path):
+    """Without a run record (a data set written into a folder of the user's): the user's files, even ones
+    named like our temporary files or run.json, are neither counted as a run, cleaned nor removed."""
+    out = tmp_path / "data"
+    (out / "notes").mkdir(parents=True)
+    users = [out / "notes" / "draft.tmp", out / "session.tmp", out / "run.json"]
+    for path in users:
+        path.write_text("the user's own file")
+    with RunDirectory(out, fingerprint={}, markers=("training",), record_info=False) as run:
+        assert not run.existing
+        (out / "training").mkdir()
+        (out / "training" / ".scan.123-abc.tmp.bin").write_text("half written")
+    with pytest.raises(RunError, match="already exists: pass --overwrite"):
+        RunDirectory(out, fingerprint={}, markers=("training",), record_info=False).__enter__()
+    with RunDirectory(out, fingerprint={}, markers=("training",), record_info=False, overwrite=True) as run:
+        assert run.existing and not (out / "training").exists()
+    assert all(path.read_text() == "the user's own file" for path in users)
