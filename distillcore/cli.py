@@ -21,8 +21,25 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """An argument error is one line naming where help is (argparse prints the whole usage first, 30-100
     lines for commands generated from config dataclasses). Sub-command parsers inherit the class."""
 
+    _PROG = "_distillkit_parser_prog"  # the deepest sub-command that parsed, for unrecognized arguments
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if not hasattr(namespace, self._PROG):  # a sub-command's parser set it first
+            setattr(namespace, self._PROG, self.prog)
+        return namespace, extras
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports arguments no sub-command took from the top parser, whose help lists none of them
+        namespace, extras = self.parse_known_args(args, namespace)
+        prog = getattr(namespace, self._PROG)
+        delattr(namespace, self._PROG)
+        if extras:
+            self.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extras)} (see {prog} --help)\n")
+        return namespace
 
 
 class _LazyGroupParser(OneLineErrorParser):
@@ -95,7 +112,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
 
 
 PATH_ERRORS = {
-    FileExistsError: "{path} is a file; a folder is needed there",
+    FileExistsError: "{path} already exists and is in the way (a file where a folder is needed, or a name taken)",
     NotADirectoryError: "{path}: a part of this path is a file, not a folder",
     IsADirectoryError: "{path} is a folder; a file path is needed",
 }
@@ -123,7 +140,8 @@ def console(prog: str, main: Callable[[list[str] | None], int]) -> int:
         # an output path the user gave that cannot be made: a file where a folder goes, or the reverse
         if os.environ.get("DISTILLKIT_DEBUG") == "1":
             raise
-        print(f"{prog}: error: {PATH_ERRORS[type(err)].format(path=err.filename)}", file=sys.stderr)
+        path = err.filename2 or err.filename  # os.replace(tmp, path) names the user's path second
+        print(f"{prog}: error: {PATH_ERRORS[type(err)].format(path=path)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # commands checkpoint as they go and atomic writes leave no half-written file: say how to go on

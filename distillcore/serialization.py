@@ -83,6 +83,8 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
+    if path.is_dir():  # found now, before the write, and named as the user gave it
+        raise IsADirectoryError(21, "Is a directory", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(path)
     try:

@@ -434,6 +434,8 @@ def test_field_trainer_writes_tensorboard_scalars_when_available(tmp_path, monke
                                              "(see distill3d train --help)"),
     (["points", "distill", "--method", "nosuch"], "distill3d points distill: error: argument --method: invalid choice"),
     (["nosuch"], "distill3d: error: argument COMMAND: invalid choice"),
+    (["points", "simulate", "--out", "x", "--trian", "3"],  # named by the sub-command that has the flags
+     "distill3d points simulate: error: unrecognized arguments: --trian 3 (see distill3d points simulate --help)"),
 ])
 def test_an_argument_error_is_one_line(argv, expected, capsys):
     from distill3d.cli import main
