@@ -172,13 +172,16 @@ class GraphArrays:
 
     def nbytes(self, keep: np.ndarray, compact: bool = False) -> int:
         """Bytes of x, edge_index, edge_attr and y of the graphs where ``keep`` is true, as
-        :func:`~graphdistill.mirage.distilled.graphs_nbytes` counts the same graphs held by PyG.
+        :func:`~graphdistill.mirage.distilled.graphs_nbytes` counts the same graphs held by PyG (equal for
+        single-task sets of up to 256 classes).
 
         Args:
             keep: [G] bool, the graphs counted.
             compact: each integer array of each graph in the smallest of uint8 / int16 / int32 / int64 that
-                holds its values (edge ids local to the graph, labels as classes); otherwise edge ids and
-                labels as int64 and features in their own dtype.
+                holds its values (edge ids local to the graph), labels as class ids in the smallest dtype
+                that holds the set's classes (``graphs_nbytes`` sizes each graph's own label, and keeps
+                float multi-task labels with NaN as floats); otherwise edge ids and labels as int64 and
+                features in their own dtype.
         """
         nodes, edges = np.diff(self.node_ptr), np.diff(self.edge_ptr)
         if not compact:

@@ -118,10 +118,13 @@ def _damaged(path: Path, problem: str) -> ValueError:
     return ValueError(f"{path} is not a valid Mirage distilled data set: {problem}")
 
 
-def _int_field(state: dict, key: str, low: int, path: Path) -> int:
+def _int_field(state: dict, key: str, low: int, path: Path, high: int = 2**63 - 1) -> int:
+    """``state[key]``, an int in ``[low, high]`` (the default bound: what int64 holds, so ratios and sums of it
+    stay finite)."""
     value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _damaged(path, f"{key} must be an int >= {low}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an int of {len(str(value))} digits"
+        raise _damaged(path, f"{key} must be an int in [{low}, {high}], got {shown}")
     return value
 
 

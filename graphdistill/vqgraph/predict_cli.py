@@ -66,7 +66,9 @@ def read_features(path: Path) -> torch.Tensor:
     else:
         raise ValueError(f"unsupported feature file {path}: use .npy, .pt or .csv")
     if isinstance(array, torch.Tensor):
-        array = array.numpy(force=True)
+        if array.is_complex():  # numpy has no bfloat16 or float8: read torch's dtypes in torch
+            raise ValueError(f"feature file {path} holds {array.dtype} values: {EXPECTED_FEATURES}")
+        array = array.detach().cpu().float().numpy()
     if not isinstance(array, np.ndarray):
         raise ValueError(f"feature file {path} holds a {type(array).__name__}: {EXPECTED_FEATURES}")
     # complex values would lose their imaginary part in the cast to float32 (torch only warns)

@@ -116,6 +116,23 @@ def test_predict_names_a_feature_file_that_is_not_a_numeric_matrix(monkeypatch, 
     one_error_line(err, str(path), holds, "numeric 2-D array")
 
 
+def test_predict_reads_features_of_any_real_torch_dtype(monkeypatch, capsys, student_file, tmp_path):
+    """bfloat16 / float16 / int tensors in a .pt read as float32 (numpy has no bfloat16), complex is refused."""
+    features = torch.randn(5, 6)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        path = tmp_path / f"x_{dtype}.pt".replace("torch.", "")
+        torch.save(features.to(dtype), path)
+        out = tmp_path / f"pred_{path.stem}.npy"
+        code, err = run_console(monkeypatch, capsys, "predict", "--student", student_file, "--features", path,
+                                "--out", out)
+        assert code == 0, err
+        assert np.load(out).shape == (5,)
+    torch.save(features.to(torch.complex64), tmp_path / "c.pt")
+    code, err = run_console(monkeypatch, capsys, "predict", "--student", student_file, "--features", tmp_path / "c.pt")
+    assert code == 2
+    one_error_line(err, "complex64", "numeric 2-D array")
+
+
 # ---------------------------------------------------------------- 3. karate's defaults fit its classes
 KARATE_CLASS_SIZES = [13, 12, 4, 5]  # PyG's KarateClub labels
 
