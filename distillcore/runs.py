@@ -127,12 +127,20 @@ def scene_content_hash(path: str | os.PathLike, config: HashConfig = HashConfig(
     return digest.hexdigest()
 
 
+# Volatile only as on/off switches: "progress" also names model settings (PRD's progress map, "learned" / "one")
+SWITCH_FIELDS = frozenset({"progress", "no_progress", "quiet"})
+
+
+def _volatile(key: str, value: Any, ignore: frozenset) -> bool:
+    return key in ignore and (key not in SWITCH_FIELDS or value is None or isinstance(value, bool))
+
+
 def strip_volatile(config: Any, ignore: Iterable[str] = VOLATILE_FIELDS) -> Any:
-    """``config`` (nested dicts / lists) without the keys in ``ignore``, at any depth; tuples as lists
-    so that a config and its JSON round trip compare equal."""
+    """``config`` (nested dicts / lists) without the keys in ``ignore``, at any depth (``SWITCH_FIELDS`` only
+    where they hold a bool); tuples as lists so that a config and its JSON round trip compare equal."""
     ignore = frozenset(ignore)
     if isinstance(config, dict):
-        return {k: strip_volatile(v, ignore) for k, v in config.items() if k not in ignore}
+        return {k: strip_volatile(v, ignore) for k, v in config.items() if not _volatile(k, v, ignore)}
     if isinstance(config, (list, tuple)):
         return [strip_volatile(v, ignore) for v in config]
     return config

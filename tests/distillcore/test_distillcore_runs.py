@@ -66,6 +66,10 @@ def test_fingerprint_differences_are_named(scene, tmp_path):
     config = {"steps": 10, "loss": {"feature_weight": 1.0}, "eval_every": 5, "device": "cpu"}
     a = run_fingerprint(scene=scene, config=config, teacher="t")
     assert "eval_every" not in a["config"] and "device" not in a["config"]  # they do not change results
+    # a progress bar switch is volatile, a model setting of that name (PRD's progress map) is not
+    model = run_fingerprint(config={"progress": True, "model": {"progress": "learned"}})
+    assert model["config"] == {"model": {"progress": "learned"}}
+    assert "config.model.progress" in describe_mismatch(model, run_fingerprint(config={"model": {"progress": "one"}}))
     assert describe_mismatch(a, run_fingerprint(scene=scene, config={**config, "eval_every": 1, "device": "cuda"},
                                                 teacher="t")) is None
     b = run_fingerprint(scene=other, config=config, teacher="t")
