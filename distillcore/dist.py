@@ -29,6 +29,7 @@ import queue as queue_module
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -165,8 +166,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+LAUNCHER_CHECK_S = 1.0  # how often a spawned rank checks that its launcher still runs
+
+
+def _exit_without_launcher(launcher_pid: int) -> None:
+    """Ends this rank (exit code 1) once the command that launched it is gone: a ``kill -9`` of the command
+    leaves nobody to collect the ranks' work or to hold the output folder's lock, so they must not go on
+    writing into it. The forkserver the rank was forked from exits with the launcher, so a changed parent
+    is the sign; the launcher's own pid is checked too."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(LAUNCHER_CHECK_S)
+            try:
+                os.kill(launcher_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # a pid reused by another user's process: the launcher is gone
+                os._exit(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="distillkit-launcher-watch", daemon=True).start()
+
+
 def _spawned_rank(local_rank: int, fn: Callable, args: tuple, nproc: int, port: int, device: str | None,
-                  timeout_s: float, threads: int, results, environment: dict[str, str]) -> None:
+                  timeout_s: float, threads: int, results, environment: dict[str, str], launcher_pid: int) -> None:
+    _exit_without_launcher(launcher_pid)
     # a forkserver child starts with the server's environment, not the launcher's: take the launcher's
     os.environ.clear()
     os.environ.update(environment)
@@ -237,7 +264,7 @@ def launch(fn: Callable, nproc: int, *args, timeout_s: float = DEFAULT_TIMEOUT_S
     ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
     results = ctx.Queue()
     procs = mp.start_processes(_spawned_rank, args=(fn, args, nproc, _free_port(), device, timeout_s, threads,
-                                                    results, dict(os.environ)),
+                                                    results, dict(os.environ), os.getpid()),
                                nprocs=nproc, join=False, start_method="forkserver")
     messages: list[tuple] = []
 

@@ -129,3 +129,56 @@ def test_rank_failure_is_reported_in_one_line(capsys):
     assert dist.report_rank_failure("distill3d train", err) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("distill3d train: error: rank 1 failed: killed by signal SIGKILL")
+
+
+_ORPHAN_PROGRAM = '''
+import os, sys, time
+from distillcore import dist
+
+def hold(folder):
+    with open(os.path.join(folder, f"rank{dist.context().rank}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(300)
+
+if __name__ == "__main__":
+    dist.launch(hold, 2, sys.argv[1], timeout_s=60)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_ranks_end_when_their_launcher_is_killed(tmp_path):
+    """A kill -9 of the command leaves nobody to collect the ranks' work or hold the output's lock: the ranks
+    must stop instead of writing on into the folder."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "orphans.py"
+    script.write_text(_ORPHAN_PROGRAM)
+    launcher = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 240  # spawning is slow on a loaded machine
+        while len(list(tmp_path.glob("rank*.pid"))) < 2 or any(p.stat().st_size == 0 for p in tmp_path.glob("rank*.pid")):
+            assert launcher.poll() is None and time.monotonic() < deadline, "the ranks did not start"
+            time.sleep(0.2)
+        ranks = [int(p.read_text()) for p in tmp_path.glob("rank*.pid")]
+        assert all(_alive(pid) for pid in ranks)
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        deadline = time.monotonic() + 30 * dist.LAUNCHER_CHECK_S
+        while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in ranks), "ranks outlived their launcher"
+    finally:
+        launcher.kill()
+        for p in tmp_path.glob("rank*.pid"):
+            if p.read_text() and _alive(int(p.read_text())):
+                os.kill(int(p.read_text()), signal.SIGKILL)
