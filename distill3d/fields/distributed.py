@@ -48,6 +48,7 @@ from gsplat.utils import normalized_quat_to_rotmat
 from torch import Tensor
 
 from distillcore import dist
+from distillcore.checks import check_device
 from distillcore.dist import shard_bounds
 from distillcore.feature import feature_distill_loss, resize_to
 from distillcore.image import image_loss
@@ -58,6 +59,7 @@ from distill3d.data import Scene, resolve_scene_dir
 from distill3d.data.splits import SceneSplits
 from distill3d.gaussians import Gaussians
 from distill3d.render.distributed import rasterize_distributed
+from distill3d.render.rasterize import resolve_backend
 
 from .config import TrainConfig
 from .field import FeatureField, FieldRender
@@ -495,6 +497,8 @@ def train_field_sharded(scene_dir: str | pathlib.Path, config: TrainConfig, out_
 
     if isinstance(views_per_rank, bool) or not isinstance(views_per_rank, int) or views_per_rank < 1:
         raise ValueError(f"--views-per-rank must be a positive number of views, got {views_per_rank!r}")
+    check_device(config.device)  # as the single-process trainer does, before any rank starts
+    resolve_backend(config.backend, config.device)
     torchrun = dist.in_torchrun_job()
     ctx = dist.init_from_env(config.device, timeout_s) if torchrun else None
     main = ctx is None or ctx.is_main

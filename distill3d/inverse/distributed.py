@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from distillcore import dist
+from distillcore.checks import check_device
 from distillcore.runs import RunDirectory, describe_mismatch, fingerprint_key, run_fingerprint, strip_volatile
 from distillcore.serialization import write_json_atomic
 from distillcore.sharded_checkpoint import MANIFEST, load_sharded_checkpoint, reslice, save_sharded_checkpoint
@@ -44,6 +45,7 @@ from distill3d.data import Scene, resolve_scene_dir
 from distill3d.fields.distributed import ShardedTrainer, scale_adam_for_batch
 from distill3d.fields.metrics import image_ssim, psnr
 from distill3d.render.distributed import gather_cameras, rasterize_distributed
+from distill3d.render.rasterize import resolve_backend
 
 from .config import PRDConfig
 from .model import PRDModel, PRDRender, light_regularizer
@@ -372,6 +374,8 @@ def train_prd_sharded(scene_dir: str | pathlib.Path, config: PRDConfig, out_dir:
     from .pipeline import load_splits
     from .relight import export
 
+    check_device(config.radiance.device)  # as the single-process trainer does, before any rank starts
+    resolve_backend(config.radiance.backend, config.radiance.device)
     torchrun = dist.in_torchrun_job()
     ctx = dist.init_from_env(config.radiance.device, timeout_s) if torchrun else None
     main = ctx is None or ctx.is_main

@@ -195,6 +195,23 @@ def test_cli_bad_nproc_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
         assert len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.parametrize("command", [["train"], ["inverse", "train"]])
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "cuda"], "device 'cuda' is not available"),
+    (["--backend", "gsplat"], "backend='gsplat' is unavailable"),
+])
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU-only machine refuses")
+def test_cli_ranks_on_an_unavailable_device_or_backend_are_refused_before_launch(tmp_path, monkeypatch, capsys,
+                                                                                 command, flags, message):
+    """As the single-process commands do: one line, exit 2, no rank started and no output folder."""
+    monkeypatch.setattr(dist, "launch", lambda *a, **k: pytest.fail("ranks were launched"))
+    scene = shrunk_scene_copy(tmp_path / "scene", views=3, shrink=8)
+    assert _cli(monkeypatch, *command, str(scene), "--out", str(tmp_path / "out"), "--nproc", "2", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_views_per_rank_bad_values_and_batch(tmp_path, monkeypatch, capsys):
     scene = shrunk_scene_copy(tmp_path / "scene", views=3, shrink=8)
     for argv, message in (
