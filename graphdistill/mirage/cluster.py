@@ -47,6 +47,12 @@ class ClusterConfig:
     def validate(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
+        cores = os.cpu_count() or 1
+        if self.address is None and self.workers > cores:
+            # CPU-bound hashing gains nothing past one worker per core, and Ray starting hundreds of local
+            # workers thrashes (1000 on 2 cores: workers crash and lost objects are recomputed without end)
+            raise ValueError(f"workers={self.workers} on a machine with {cores} CPUs: at most {cores} local Ray "
+                             "workers; for more, start a Ray cluster and pass --address")
         if self.shards is not None and (isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1):
             raise ValueError(f"shards must be an integer >= 1, got {self.shards!r}")
         if self.connect_timeout <= 0:

@@ -3,6 +3,7 @@
 The map and reduce steps run in this process (LocalExecutor over several ShardWorkers); one test runs
 them on real local Ray workers.
 """
+import os
 import sys
 import time
 
@@ -176,6 +177,10 @@ def test_bad_cluster_settings_fail_fast(tmp_path, monkeypatch, capsys):
         ClusterConfig(address="nohost").validate()
     with pytest.raises(ValueError, match="workers must be an integer >= 0"):
         ClusterConfig(workers=-1).validate()
+    many = (os.cpu_count() or 1) + 1  # more local workers than cores: refused, not thrashed
+    with pytest.raises(ValueError, match=f"workers={many} on a machine with .* CPUs: .*--address"):
+        ClusterConfig(workers=many).validate()
+    ClusterConfig(workers=many, address="10.0.0.5:6379").validate()  # a cluster's CPUs are not this machine's
     # Nothing listens on port 1: one line, exit code 2, well within the timeout.
     out = tmp_path / "d.pt"
     monkeypatch.setattr(sys, "argv", ["graphdistill", "mirage", "distill", "solubility", "--out", str(out),
