@@ -138,10 +138,17 @@ def train_detector(
     """Trains ``model`` on ``scans`` (distilling from ``teacher`` when given); resumes from
     ``checkpoint`` if it holds an unfinished run, and writes it as it goes."""
     cfg.validate()
-    if not scans:
-        raise ValueError("no training scans")
+    if not isinstance(scans, (list, tuple)) or not scans:
+        raise ValueError(f"scans must be a non-empty list of Scan, got {type(scans).__name__}"
+                         + (" (empty)" if isinstance(scans, (list, tuple)) else ""))
     for s in scans:
         s.validate()
+        if s.labels.size and not 0 <= int(s.labels.min()) <= int(s.labels.max()) < model.num_classes:
+            raise ValueError(f"scan {s.frame_id!r}: labels must be class ids 0..{model.num_classes - 1} of the "
+                             f"{model.num_classes}-class model, got {int(s.labels.min())}..{int(s.labels.max())}")
+    if teacher is not None and teacher.num_classes != model.num_classes:
+        raise ValueError(f"the teacher has {teacher.num_classes} classes and the student {model.num_classes}: "
+                         "distil between detectors of the same classes")
     ranks = dist.context()
     batch_size = min(cfg.batch_size, len(scans))
     if batch_size % ranks.world_size:

@@ -26,6 +26,9 @@ def check_geometry(means: Tensor, quats: Tensor, scales: Tensor) -> int:
         "the number of Gaussians N",
     )
     check_same_dtype_device({"means": means, "quats": quats, "scales": scales})
+    if means.dtype not in (torch.float32, torch.float64):  # the kernels (ours and gsplat's) have no half path
+        raise ValueError(f"the Gaussians are {means.dtype}: the rasterizer computes in float32 or float64 "
+                         "(convert them with .float())")
     # one reduction each (no [N] boolean tensor): these checks run on every rasterize call
     if n and bool(scales.min() <= 0):
         raise ValueError(f"scales must be > 0 (they are standard deviations), got {int((scales <= 0).sum())} values <= 0")

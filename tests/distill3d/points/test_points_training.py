@@ -60,6 +60,24 @@ def test_distillation_step_and_family_mismatch(tiny_scans):
         train_detector(build_detector("pillars", 2, 0.25), tiny_scans, TrainConfig(steps=1), None, teacher=teacher, progress=False)
 
 
+def test_bad_training_inputs_are_named_before_training(tiny_scans):
+    import dataclasses
+
+    import numpy as np
+
+    model = build_detector("pillars", 2, 0.25)
+    cfg = TrainConfig(steps=1, batch_size=1)
+    labelled = next(s for s in tiny_scans if s.labels.size)
+    wrong = dataclasses.replace(labelled, labels=np.full_like(labelled.labels, 6))
+    with pytest.raises(ValueError, match=r"labels must be class ids 0..1 of the 2-class model, got 6..6"):
+        train_detector(model, [wrong], cfg, None, progress=False)
+    with pytest.raises(ValueError, match="scans must be a non-empty list of Scan, got ndarray"):
+        train_detector(model, np.array(tiny_scans, dtype=object), cfg, None, progress=False)
+    with pytest.raises(ValueError, match="the teacher has 3 classes and the student 2"):
+        train_detector(model, tiny_scans, cfg, None, teacher=build_detector("pillars", 3, 0.5),
+                       distill=DistillConfig(method="kd"), progress=False)
+
+
 def test_cli_simulate_train_distill_eval(tmp_path, capsys):
     data = tmp_path / "sim"
     assert cli_main(["points", "simulate", "--out", str(data), "--train", "3", "--val", "2"]) == 0
