@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import pathlib
 
@@ -52,7 +53,7 @@ from distillcore.checks import check_device
 from distillcore.dist import shard_bounds
 from distillcore.feature import feature_distill_loss, resize_to
 from distillcore.image import image_loss
-from distillcore.serialization import write_json_atomic
+from distillcore.serialization import read_json_object, write_json_atomic
 from distillcore.sharded_checkpoint import load_sharded_checkpoint, reslice, save_sharded_checkpoint
 
 from distill3d.data import Scene, resolve_scene_dir
@@ -65,6 +66,9 @@ from .config import TrainConfig
 from .field import FeatureField, FieldRender
 from .metrics import feature_cosine, image_ssim, psnr
 from .trainer import Trainer
+
+log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
+
 
 # Redistribute when the largest shard exceeds the mean shard size by more than this fraction.
 REBALANCE_TOLERANCE = 0.1
@@ -515,7 +519,16 @@ def train_field_sharded(scene_dir: str | pathlib.Path, config: TrainConfig, out_
             what = f"--nproc {ranks}" + (f" x --views-per-rank {views_per_rank}" if views_per_rank > 1 else "")
             raise ValueError(f"{what} is more than the {views} training views of {scene_dir.name}: a step renders "
                              "ranks x views-per-rank views")
-        resumed = (run.resumed if main else resume) and (out_dir / CHECKPOINT_DIR / "manifest.json").is_file()
+        manifest = out_dir / CHECKPOINT_DIR / "manifest.json"
+        resumed = (run.resumed if main else resume) and manifest.is_file()
+        finished = out_dir / "metrics.json"
+        if (resumed and main and not torchrun and finished.is_file() and (out_dir / "point_cloud.ply").is_file()
+                and read_json_object(manifest, what="checkpoint manifest").get("step") == config.steps):
+            # as the single-process pipeline: a finished run is reported, not re-timed by zero steps on new ranks
+            log.warning("%s: already complete at step %d (nothing to do; a larger --steps trains further)",
+                        out_dir, config.steps)
+            run.complete(step=config.steps)
+            return read_json_object(finished, what="metrics file")
         metrics = dist.launch(_prepare_and_train, nproc, scene_dir, splits, teacher, cache_dir, config, out_dir,
                               views_per_rank, resumed, progress, fingerprint, teacher_kwargs, timeout_s=timeout_s,
                               device="cuda" if config.device.startswith("cuda") else "cpu")

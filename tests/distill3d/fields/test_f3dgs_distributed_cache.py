@@ -112,3 +112,11 @@ def test_spawned_ranks_extract_not_the_launching_process(tmp_path, monkeypatch):
     calls = _count_teacher_calls(monkeypatch.setattr)
     prepare_scene(scene, "xfeat", tmp_path / "cache", progress=False)
     assert calls == [] and len(list((tmp_path / "cache").rglob("*.pt"))) == VIEWS  # the ranks filled it all
+    # resuming the finished run (on another rank count) reports it, as the single-process command does,
+    # instead of re-timing zero steps on new ranks into its metrics.json
+    from distillcore import dist
+
+    monkeypatch.setattr(dist, "launch", lambda *a, **k: pytest.fail("a finished run was launched again"))
+    again = train_field_sharded(scene, _config(), tmp_path / "out", tmp_path / "cache", progress=False, nproc=1,
+                                resume=True)
+    assert again == json.loads((tmp_path / "out" / "metrics.json").read_text()) and again["ranks"] == 2
