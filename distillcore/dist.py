@@ -181,9 +181,7 @@ def _exit_without_launcher(launcher_pid: int) -> None:
             time.sleep(LAUNCHER_CHECK_S)
             try:
                 os.kill(launcher_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # a pid reused by another user's process: the launcher is gone
+            except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user's process
                 os._exit(1)
             if os.getppid() != parent:
                 os._exit(1)

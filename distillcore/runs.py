@@ -424,9 +424,13 @@ class RunDirectory:
             if self._lock is not None:
                 self._lock.release()
 
+    @property
+    def _record_names(self) -> tuple[str, ...]:
+        """The run record's file name, if this run keeps one: without it only the outputs are this run's."""
+        return (self.info_path.name,) if self.record_info else ()
+
     def _check_existing(self) -> None:
-        own = (self.info_path.name,) if self.record_info else ()  # without a run record, only the outputs count
-        found = [name for name in (*own, *self.markers) if (self.out / name).exists()]
+        found = [name for name in (*self._record_names, *self.markers) if (self.out / name).exists()]
         self.existing = bool(found)
         if not found:
             return
@@ -458,7 +462,7 @@ class RunDirectory:
         self.resumed = True
 
     def _remove_outputs(self) -> None:
-        for name in (*self.outputs, *((self.info_path.name,) if self.record_info else ())):
+        for name in (*self.outputs, *self._record_names):
             target = self.out / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)

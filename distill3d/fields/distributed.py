@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 import pathlib
 
@@ -66,9 +65,6 @@ from .config import TrainConfig
 from .field import FeatureField, FieldRender
 from .metrics import feature_cosine, image_ssim, psnr
 from .trainer import Trainer
-
-log = logging.getLogger(f"distillkit.{__name__}")  # the hierarchy distillcore.config_cli prints
-
 
 # Redistribute when the largest shard exceeds the mean shard size by more than this fraction.
 REBALANCE_TOLERANCE = 0.1
@@ -497,7 +493,7 @@ def train_field_sharded(scene_dir: str | pathlib.Path, config: TrainConfig, out_
         ValueError: ``views_per_rank`` below 1, or more views per step (ranks x ``views_per_rank``) than
             training views (before any rank starts).
     """
-    from .pipeline import field_fingerprint, field_run_directory, read_splits
+    from .pipeline import field_fingerprint, field_run_directory, finished_metrics, read_splits
 
     if isinstance(views_per_rank, bool) or not isinstance(views_per_rank, int) or views_per_rank < 1:
         raise ValueError(f"--views-per-rank must be a positive number of views, got {views_per_rank!r}")
@@ -521,14 +517,11 @@ def train_field_sharded(scene_dir: str | pathlib.Path, config: TrainConfig, out_
                              "ranks x views-per-rank views")
         manifest = out_dir / CHECKPOINT_DIR / "manifest.json"
         resumed = (run.resumed if main else resume) and manifest.is_file()
-        finished = out_dir / "metrics.json"
-        if (resumed and main and not torchrun and finished.is_file() and (out_dir / "point_cloud.ply").is_file()
-                and read_json_object(manifest, what="checkpoint manifest").get("step") == config.steps):
-            # as the single-process pipeline: a finished run is reported, not re-timed by zero steps on new ranks
-            log.warning("%s: already complete at step %d (nothing to do; a larger --steps trains further)",
-                        out_dir, config.steps)
-            run.complete(step=config.steps)
-            return read_json_object(finished, what="metrics file")
+        if resumed and main and not torchrun:
+            done = read_json_object(manifest, what="checkpoint manifest").get("step")
+            metrics = finished_metrics(run, out_dir, done, config.steps)
+            if metrics is not None:
+                return metrics
         metrics = dist.launch(_prepare_and_train, nproc, scene_dir, splits, teacher, cache_dir, config, out_dir,
                               views_per_rank, resumed, progress, fingerprint, teacher_kwargs, timeout_s=timeout_s,
                               device="cuda" if config.device.startswith("cuda") else "cpu")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import pathlib
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from distill3d.teachers.cache import DEFAULT_CACHE
 
 from distillcore.dist import DEFAULT_TIMEOUT_S, in_torchrun_job
 from distillcore.runs import RunDirectory, RunError, run_fingerprint
-from distillcore.serialization import write_json_atomic
+from distillcore.serialization import read_json_object, write_json_atomic
 
 from .config import SceneDataConfig, TrainConfig
 from .trainer import Trainer, load_field_checkpoint
@@ -77,6 +76,17 @@ def _prefixed(scene: Scene, prefix: str) -> Scene:
     return dataclasses.replace(scene, names=[prefix + n for n in scene.names])
 
 
+def finished_metrics(run: RunDirectory, out_dir: pathlib.Path, step: int | None, steps: int) -> dict | None:
+    """The saved metrics of a resumed run already at ``steps`` with its outputs written (``run`` is marked
+    complete), else None: a finished run is reported, not trained (or timed) again for zero steps."""
+    outputs = (out_dir / "metrics.json", out_dir / "point_cloud.ply")
+    if step != steps or not all(p.is_file() for p in outputs):
+        return None
+    log.warning("%s: already complete at step %d (nothing to do; a larger --steps trains further)", out_dir, steps)
+    run.complete(step=steps)
+    return read_json_object(outputs[0], what="metrics file")
+
+
 def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str | pathlib.Path,
                 cache_dir: str | pathlib.Path = DEFAULT_CACHE, resume: bool = False, progress: bool = True,
                 plain: bool = False, downscale: int = 1, overwrite: bool = False, nproc: int = 1,
@@ -114,12 +124,8 @@ def train_field(scene_dir: str | pathlib.Path, config: TrainConfig, out_dir: str
         trainer.fingerprint = fingerprint
         if done is not None:
             trainer.resume()
-        outputs = (out_dir / "metrics.json", out_dir / "point_cloud.ply")
-        if done == config.steps and all(p.is_file() for p in outputs):
-            log.warning("%s: already complete at step %d (nothing to do; a larger --steps trains further)",
-                        out_dir, done)
-            metrics = json.loads(outputs[0].read_text())
-            run.complete(step=done)
+        metrics = finished_metrics(run, out_dir, done, config.steps)
+        if metrics is not None:
             return trainer, metrics
         metrics = trainer.train(progress=progress)
         trainer.field.save(out_dir / "point_cloud.ply")
